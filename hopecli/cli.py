@@ -1,0 +1,55 @@
+"""The `hope` command group. Each subcommand lives in `hopecli/commands/<name>.py`.
+
+Subcommands are imported on first use so that `hope --help` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from hopecli import __version__
+from hopecli.errors import HopeError
+
+# name -> module under hopecli.commands exposing `command`
+COMMANDS: dict[str, str] = {}
+
+
+class HopeGroup(click.Group):
+    """Lazy subcommands, and library errors turned into one `Error: ...` line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(f"hopecli.commands.{COMMANDS[name]}").command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HopeError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=HopeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hope")
+def hope() -> None:
+    """Action-conditioned video world models with self-modifying memories.
+
+    \b
+    Pipeline:
+      hope synth     make sample clips with a 2D physics engine
+      hope extract   frozen V-JEPA 2 encoder -> Zarr feature store
+      hope train     train a predictor (HOPE, hybrid or ViT baseline)
+      hope eval      continual-learning metrics and per-horizon error
+      hope adapt     test-time memory adaptation on a new clip
+      hope rollout   autoregressive prediction and CEM planning
+      hope profile   per-component latency, throughput and memory
+    """
+
+
+def main() -> None:
+    hope()

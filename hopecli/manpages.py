@@ -1,0 +1,90 @@
+"""Man pages generated from the Click definitions: `python -m hopecli.manpages man/`.
+
+One page for `hope` and one per subcommand (`hope-extract.1`, ...). The output depends only
+on the command definitions and the version, so a test can regenerate and compare.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hopecli import __version__
+from hopecli.cli import hope
+
+
+def _escape(text: str) -> str:
+    lines = []
+    for line in text.replace("\\", "\\\\").splitlines():
+        # a line starting with . or ' would be read as a roff request
+        lines.append("\\&" + line if line.startswith((".", "'")) else line)
+    return "\n".join(lines)
+
+
+def _paragraphs(text: str) -> str:
+    """Click help text to roff: blank lines separate paragraphs, \\b blocks stay verbatim."""
+    out: list[str] = []
+    for block in click.unstyle(text or "").strip().split("\n\n"):
+        if block.startswith("\b"):
+            out += [".nf", _escape(block[1:].strip("\n")), ".fi"]
+        else:
+            out += [".PP", _escape(" ".join(line.strip() for line in block.splitlines()))]
+    return "\n".join(out)
+
+
+def render(command: click.Command, name: str) -> str:
+    """The roff source of one page."""
+    ctx = click.Context(command, info_name=name)
+    usage = " ".join(command.collect_usage_pieces(ctx))
+    short = command.get_short_help_str(limit=200) if command.help else ""
+    page = [
+        f'.TH "{name.upper().replace(" ", "-")}" "1" "" "hope {__version__}" "hope manual"',
+        ".SH NAME",
+        f"{name.replace(' ', '-')} \\- {_escape(short)}",
+        ".SH SYNOPSIS",
+        f".B {name}\n{_escape(usage)}",
+        ".SH DESCRIPTION",
+        _paragraphs(command.help or ""),
+    ]
+    options = [p.get_help_record(ctx) for p in command.get_params(ctx)]
+    options = [o for o in options if o]
+    if options:
+        page.append(".SH OPTIONS")
+        for flags, help_text in options:
+            page += [".TP", f"\\fB{_escape(flags)}\\fR", _escape(help_text)]
+    if isinstance(command, click.Group):
+        page.append(".SH COMMANDS")
+        for sub in command.list_commands(ctx):
+            cmd = command.get_command(ctx, sub)
+            page += [".TP", f"\\fB{sub}\\fR", _escape(cmd.get_short_help_str(limit=200))]
+        page += [".SH SEE ALSO", ", ".join(
+            f"\\fBhope-{sub}\\fR(1)" for sub in command.list_commands(ctx))]
+    return "\n".join(page) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """File name -> roff source for `hope` and every subcommand."""
+    result = {"hope.1": render(hope, "hope")}
+    ctx = click.Context(hope, info_name="hope")
+    for sub in hope.list_commands(ctx):
+        result[f"hope-{sub}.1"] = render(hope.get_command(ctx, sub), f"hope {sub}")
+    return result
+
+
+def write(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("hope*.1"):
+        stale.unlink()
+    written = []
+    for file_name, text in pages().items():
+        path = directory / file_name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write(Path(sys.argv[1] if len(sys.argv) > 1 else "man")):
+        print(path)
