@@ -20,3 +20,14 @@ test: $(STAMP)
 
 man: $(STAMP)
 	$(PY) -m hopecli.manpages man
+
+# The main job end to end on the shipped sample data with the embedded default encoder.
+DEMO ?= demo_out
+HOPE := $(VENV)/bin/hope
+
+demo: $(STAMP)
+	$(HOPE) extract sample_data --out $(DEMO)/sample.zarr --allow-skips
+	@echo "feature store: $(DEMO)/sample.zarr"
+
+clean-demo:
+	rm -rf $(DEMO)

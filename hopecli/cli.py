@@ -13,7 +13,16 @@ from hopecli import __version__
 from hopecli.errors import HopeError
 
 # name -> module under hopecli.commands exposing `command`
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "synth": "synth",
+    "extract": "extract",
+    "import": "import_",
+    "train": "train",
+    "eval": "eval",
+    "rollout": "rollout",
+    "adapt": "adapt",
+    "profile": "profile",
+}
 
 
 class HopeGroup(click.Group):

@@ -1,0 +1,1 @@
+"""One module per `hope` subcommand, each exposing `command`."""

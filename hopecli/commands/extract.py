@@ -1,0 +1,117 @@
+"""`hope extract`: videos + sidecars -> frozen V-JEPA 2 encoder -> Zarr feature store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hopecli.console import err
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Feature store to create, resume or extend (a .zarr folder).")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Encoder weights: official .pt, HF vjepa2 folder or own safetensors. "
+                   "Default: the embedded encoder with random weights (demo features).")
+@click.option("--which", type=click.Choice(["encoder", "target_encoder"]),
+              default="target_encoder", show_default=True,
+              help="Which encoder of an official checkpoint to use.")
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Frames per clip window [default: the encoder's, 16].")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Take every STRIDE-th frame [default: 1].")
+@click.option("--target-fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Pick the stride from each video's frame rate instead of --stride.")
+@click.option("--long-clips", type=click.Choice(["windows", "cut"]), default="windows",
+              show_default=True,
+              help="A video longer than one window: all consecutive windows, or the first.")
+@click.option("--time-mode", type=click.Choice(["tubelet", "frame"]), default="tubelet",
+              show_default=True,
+              help="tubelet: T = frames/2 steps; frame: each frame encoded alone, T = frames.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Clips per encoder batch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="auto: CUDA (bf16 autocast) when present, else CPU.")
+@click.option("--allow-skips", is_flag=True,
+              help="Exit 0 even when some files were skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def command(paths, out, weights, which, frames, stride, target_fps, long_clips, time_mode,
+            batch_size, device, allow_skips, as_json):
+    """Encode video clips into a feature store with a frozen V-JEPA 2 encoder.
+
+    PATHS are video files, folders (searched recursively) or - to read newline-separated
+    paths from stdin. Each clip.mp4 needs clip.npz beside it with actions [F, A] and
+    states [F, S]; its task label comes from the sidecar's `task`. Bad files are skipped
+    with one line each and the rest are extracted; the exit code is non-zero when any file
+    was skipped unless --allow-skips is given. An interrupted run resumes when re-run.
+    """
+    from hopecli.data.video import list_videos
+    from hopecli.encoder import load_encoder
+    from hopecli.errors import InputError
+    from hopecli.extract import RANDOM_NOTE, ExtractConfig, extract
+
+    if stride is not None and target_fps is not None:
+        raise click.UsageError("give --stride or --target-fps, not both")
+    config = ExtractConfig(weights=str(weights) if weights else None, which=which,
+                           frames=frames, stride=stride, target_fps=target_fps,
+                           long_clips=long_clips, time_mode=time_mode,
+                           batch_size=batch_size, device=device)
+    videos = list_videos(paths)
+    if not videos:
+        raise InputError(f"no videos found in {', '.join(paths)}")
+    encoder = load_encoder(config.weights, which=config.which)
+    if encoder.info.get("random_features"):
+        err.print(f"[yellow]warning:[/] no --weights given: {RANDOM_NOTE}", soft_wrap=True)
+
+    progress = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, transient=True,
+                        disable=not err.is_terminal)
+    bar = progress.add_task("clips", total=None)
+    written = 0
+
+    def on_clip(_: str) -> None:
+        nonlocal written
+        written += 1
+        progress.advance(bar)
+
+    try:
+        with progress:
+            result = extract(
+                videos, out, config, encoder=encoder,
+                on_skip=lambda s: progress.console.print(f"[yellow]skipped:[/] {s.reason}",
+                                                         highlight=False, soft_wrap=True),
+                on_start=lambda n: progress.update(bar, total=n),
+                on_clip=on_clip)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {written} clips written to {out}; "
+                  "run the same command again to resume")
+        raise SystemExit(130) from None
+
+    table = Table(title=f"hope extract -> {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("clips written", str(len(result.written)))
+    table.add_row("already done", str(len(result.already_done)))
+    table.add_row("skipped", str(len(result.skipped)))
+    table.add_row("encoder", result.encoder["name"]
+                  + (" (random features)" if result.encoder.get("random_features") else ""))
+    table.add_row("device", result.device)
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    err.print(table)
+    if result.skipped:
+        skipped = Table(title="skipped")
+        skipped.add_column("file: reason", overflow="fold")
+        for s in result.skipped:
+            skipped.add_row(s.reason)
+        err.print(skipped)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    if result.skipped and not allow_skips:
+        raise click.ClickException(
+            f"{len(result.skipped)} file(s) skipped; fix them or pass --allow-skips")

@@ -1,0 +1,108 @@
+"""`hope import`: pre-encoded clips of the seeds' earlier pipeline -> Zarr feature store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hopecli.console import err
+
+
+def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
+    from hopecli.importer import TaskRange
+
+    try:
+        return tuple(TaskRange.parse(v) for v in values)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Feature store to create or resume (a .zarr folder).")
+@click.option("--feature-map", default="vjepa2_vitl16", show_default=True,
+              help="Name of the feature_maps/<NAME>.npy file in each clip folder.")
+@click.option("--patches-per-step", type=click.IntRange(min=1), default=None,
+              help="Patches per step N; needed for flattened [T*N, D] feature maps.")
+@click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="NAME=START:END",
+              help="Label clips numbered START <= XXXXX < END as task NAME (repeatable).")
+@click.option("--action-mode", type=click.Choice(["first", "mean"]), default="first",
+              show_default=True,
+              help="first: the action at original index 1 is step 0's, the rest zero (their "
+                   "rule); mean: each step the mean of its two per-frame actions.")
+@click.option("--allow-skips", is_flag=True, help="Exit 0 even when some clips were skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def command(source, out, feature_map, patches_per_step, tasks, action_mode, allow_skips, as_json):
+    """Import pre-encoded clips into a feature store, without re-encoding.
+
+    SOURCE holds the earlier pipeline's clip folders:
+    clip_XXXXX/feature_maps/NAME.npy ([T, N, D], [T*N, D] or [T, H, W, D] V-JEPA 2
+    tubelet features) and clip_XXXXX/actions_states/actions.npy ([T_original, A]).
+    States are zeros (state_dim = A); extrinsics.npy is counted, not stored. Bad clips
+    (unloadable, misshapen, NaN) are skipped with one line each and the rest imported;
+    the exit code is non-zero when any clip was skipped unless --allow-skips is given.
+    An interrupted import resumes when re-run.
+    """
+    from hopecli.importer import ImportConfig, import_clips
+
+    try:
+        config = ImportConfig(feature_map=feature_map, patches_per_step=patches_per_step,
+                              tasks=tasks, action_mode=action_mode)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    progress = Progress(TextColumn("import"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, transient=True,
+                        disable=not err.is_terminal)  # a pipe gets no bar (and no stray blank line)
+    bar = progress.add_task("clips", total=None)
+    written = 0
+
+    def on_clip(_: str) -> None:
+        nonlocal written
+        written += 1
+        progress.advance(bar)
+
+    try:
+        with progress:
+            result = import_clips(
+                source, out, config,
+                on_skip=lambda s: progress.console.print(f"[yellow]skipped:[/] {s.reason}",
+                                                         highlight=False, soft_wrap=True),
+                on_start=lambda n: progress.update(bar, total=n),
+                on_clip=on_clip)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {written} clips written to {out}; "
+                  "run the same command again to resume")
+        raise SystemExit(130) from None
+
+    if result.unlabelled:
+        err.print(f"[yellow]warning:[/] {result.unlabelled} clip(s) lie outside every --task "
+                  'range; their task label is ""', highlight=False, soft_wrap=True)
+    table = Table(title=f"hope import -> {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("clips written", str(len(result.written)))
+    table.add_row("already done", str(len(result.already_done)))
+    table.add_row("skipped", str(len(result.skipped)))
+    table.add_row("encoder", f"imported:{feature_map}")
+    table.add_row("frames per clip", str(result.frames_per_clip))
+    for name, count in result.tasks.items():
+        table.add_row(f"task {name}", str(count))
+    table.add_row("with extrinsics", f"{result.with_extrinsics} (not stored)")
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    err.print(table)
+    if result.skipped:
+        skipped = Table(title="skipped")
+        skipped.add_column("file: reason", overflow="fold")
+        for s in result.skipped:
+            skipped.add_row(s.reason)
+        err.print(skipped)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    if result.skipped and not allow_skips:
+        raise click.ClickException(
+            f"{len(result.skipped)} clip(s) skipped; fix them or pass --allow-skips")

@@ -1,0 +1,183 @@
+"""`hope rollout`: autoregressive prediction under given actions, and CEM planning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from hopecli.console import err
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:+.4f}" for v in values) + "]"
+
+
+@click.command()
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="Run folder written by `hope train`.")
+@click.option("--clip", type=click.Path(path_type=Path), default=None,
+              help="A video with its .npz sidecar, encoded as the run's store was (first window).")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="A feature store made with the run's encoder (with --index).")
+@click.option("--index", type=click.IntRange(min=0), default=None, help="Clip index in --store.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Encoder weights for --clip/--goal when the run's store was not made with the "
+                   "embedded default encoder; their checksum must match the store's.")
+@click.option("--which", type=click.Choice(["encoder", "target_encoder"]), default="target_encoder",
+              show_default=True, help="Which encoder of an official checkpoint --weights holds.")
+@click.option("--context", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Observed steps before the first prediction.")
+@click.option("--actions", "actions_file", type=click.Path(path_type=Path), default=None,
+              help="Actions [H, A] (.npy) to roll out from the last context step instead of the clip's own.")
+@click.option("--init-state", type=click.Path(path_type=Path), default=None,
+              help="Adapted state written by `hope adapt --save` (memory states, CMS weights).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the predictions: PRED.npy ([H, P, D]) or PRED.zarr (with actions and errors).")
+@click.option("--png", type=click.Path(path_type=Path), default=None,
+              help="Figure: clip frames beside PCA-as-RGB renderings of true and predicted features.")
+@click.option("--plan", is_flag=True, help="Plan actions toward --goal with CEM (MPC) instead.")
+@click.option("--goal", type=click.Path(path_type=Path), default=None,
+              help="Goal video for --plan; its first window's last step is the goal (no sidecar needed).")
+@click.option("--mpc-steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Planning steps: plan, execute the first action in the model, re-plan.")
+@click.option("--samples", type=click.IntRange(min=2), default=400, show_default=True,
+              help="CEM action sequences per iteration.")
+@click.option("--top-k", type=click.IntRange(min=2), default=10, show_default=True,
+              help="CEM elites per iteration.")
+@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+              help="CEM iterations per planning step.")
+@click.option("--horizon", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Steps of every planned action sequence.")
+@click.option("--max-action", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Plan within [-M, M] per action dim [default: the largest |action| per dim in the clip].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CEM samples.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def command(run_dir, clip, store, index, weights, which, context, actions_file, init_state, out, png,
+            plan, goal, mpc_steps, samples, top_k, iterations, horizon, max_action, seed, device, as_json):
+    """Predict a clip's future features autoregressively from CONTEXT observed steps.
+
+    The predictor state (memory states, KV caches) is carried from step to step instead
+    of recomputing the context. Under the clip's own actions the L1 error per horizon is
+    reported against the true steps. With --plan --goal, CEM searches action sequences
+    whose predicted last step comes closest to the goal (V-JEPA 2-AC's planner) and
+    prints the planned actions and the time per planning step.
+    """
+    import numpy as np
+
+    from hopecli.errors import InputError
+    from hopecli.extract import resolve_device
+    from hopecli.rollout import load_clips, load_run, rollout_clip, rollout_figure, write_prediction
+
+    if (clip is None) == (store is None):
+        raise click.UsageError("give --clip VIDEO or --store STORE --index I")
+    if store is not None and index is None:
+        raise click.UsageError("--store needs --index")
+    if plan and goal is None:
+        raise click.UsageError("--plan needs --goal GOAL.mp4")
+    if goal is not None and not plan:
+        raise click.UsageError("--goal is used with --plan")
+    if plan and actions_file is not None:
+        raise click.UsageError("--plan chooses the actions; leave out --actions")
+    if top_k > samples:
+        raise click.BadParameter(f"{top_k} elites out of {samples} samples", param_hint="--top-k")
+    if out is not None and out.suffix not in (".npy", ".zarr"):
+        raise click.BadParameter("must end in .npy or .zarr", param_hint="--out")
+
+    run = load_run(run_dir, resolve_device(device))
+    windows = load_clips(run, clip=clip, store=store, index=index, weights=weights, which=which)
+    the_clip = windows[0]
+    model, state = run.model, None
+    if init_state is not None:
+        from hopecli.adapt import load_state, with_state
+
+        model, state = with_state(run.model, load_state(init_state, run.model, run.device))
+
+    given = None
+    if actions_file is not None:
+        try:
+            given = np.load(actions_file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{actions_file}: not a readable .npy file ({e})") from e
+        A = run.model.config.action_dim
+        if given.ndim != 2 or given.shape[0] < 1 or given.shape[1] != A or given.dtype.kind not in "fiu":
+            raise InputError(f"{actions_file}: actions must be numbers of shape [steps, {A}], got "
+                             f"{list(given.shape)} of {given.dtype}")
+
+    report: dict = {"run": str(run_dir), "clip": the_clip.name}
+    if plan:
+        given = _plan(run, model, state, the_clip, goal, weights, which, context, mpc_steps, samples, top_k,
+                      iterations, horizon, max_action, seed, report)
+    result = rollout_clip(model, the_clip, context, actions=given, frames_per_step=run.frames_per_step,
+                          state=state, device=run.device)
+    report["rollout"] = result.to_dict()
+    _rollout_table(result)
+    if out is not None:
+        write_prediction(result, out)
+        err.print(f"predictions -> {out}", soft_wrap=True)
+    if png is not None:
+        rollout_figure(the_clip, result, tuple(run.model.config.grid), png)
+        err.print(f"figure -> {png}", soft_wrap=True)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+
+
+def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, samples, top_k, iterations,
+          horizon, max_action, seed, report):
+    """Plan toward the goal, print the steps, and return the executed actions [N, A]."""
+    import numpy as np
+    import torch
+
+    from hopecli.errors import InputError
+    from hopecli.plan import CEMConfig, plan_to_goal
+    from hopecli.rollout import encode_goal, run_encoder
+
+    T = clip.features.shape[0]
+    if context > T:
+        raise InputError(f"{clip.name}: --context {context} exceeds the clip's {T} steps")
+    cfg = CEMConfig(samples=samples, top_k=top_k, iterations=iterations, horizon=horizon)
+    goal_features = encode_goal(goal, run, run_encoder(run, weights, which))
+    bound = (torch.full((run.model.config.action_dim,), max_action) if max_action is not None
+             else torch.from_numpy(np.abs(clip.actions).max(0)))
+    if not bool((bound > 0).all()):
+        raise InputError(f"{clip.name}: its actions are zero in some dim, so give the bounds with --max-action")
+    z, a, s = clip.tensors(run.device)
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    reference = clip.actions[context - 1 : context - 1 + mpc_steps]
+
+    table = Table(title=f"CEM planning toward {goal} ({cfg.samples} samples, top {cfg.top_k}, "
+                        f"{cfg.iterations} iterations, horizon {cfg.horizon})")
+    for name in ("step", "executed action", "planned sequence", "clip's own action", "energy", "seconds"):
+        table.add_column(name, justify="right")
+
+    def on_step(i, step):
+        own = _fmt(reference[i]) if i < len(reference) else "-"
+        table.add_row(str(context - 1 + i), _fmt(step.actions[0]), " ".join(_fmt(x) for x in step.actions),
+                      own, f"{step.energy:.4f}", f"{step.seconds:.3f}")
+
+    result = plan_to_goal(model, z[:context], a[:context], s[:context], goal_features.to(run.device),
+                          -bound, bound, mpc_steps=mpc_steps, frames_per_step=run.frames_per_step, cfg=cfg,
+                          generator=generator, state=state, on_step=on_step)
+    err.print(table)
+    plan = result.to_dict()
+    err.print(f"mean time per planning step: {plan['mean_seconds_per_step']:.3f} s on {run.device}",
+              soft_wrap=True)
+    report["plan"] = {**plan, "goal": str(goal), "bounds": bound.tolist(),
+                      "clip_actions": reference.tolist(), "config": vars(cfg)}
+    return np.asarray(result.executed, np.float32)
+
+
+def _rollout_table(result) -> None:
+    how = "own actions" if result.own_actions else "given actions"
+    table = Table(title=f"rollout of {result.clip} from {result.context} context step(s), {how}")
+    table.add_column("horizon", justify="right")
+    table.add_column("predicted step", justify="right")
+    table.add_column("action before it", justify="right")
+    table.add_column("L1 vs truth", justify="right")
+    for h in range(result.pred.shape[0]):
+        error = f"{result.errors[h]:.4f}" if result.errors is not None else "-"
+        table.add_row(str(h + 1), str(result.context + h), _fmt(result.actions[h]), error)
+    err.print(table)

@@ -1,0 +1,1 @@
+"""Clips, sidecars, synthetic physics, video reading and the Zarr feature store."""

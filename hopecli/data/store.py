@@ -1,0 +1,203 @@
+"""The feature store: a Zarr v3 group of encoded clips, written clip by clip and resumable.
+
+Layout (interfaces.md): `features [N, T, P, D]` float16, `actions [N, T, A]` and
+`states [N, T, S]` float32, `done [N]` bool, `clip [N]` and `task [N]` strings; every
+per-clip array has one chunk per clip, so each clip is written to files of its own (also
+the unit a rank-sharded writer would own). Chunk files are replaced atomically by Zarr's
+local store, and `done[i]` is set only after clip i's arrays are written, so a run killed
+at any point leaves a store whose done clips are complete; a re-run skips them.
+
+The number of clips N is the length of `done`, which is resized last when clips are
+added: arrays that a killed run had already grown further are simply reused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from hopecli.errors import HopeError, StoreMismatchError
+
+PER_CLIP = ("features", "actions", "states")
+# attributes a re-run must agree on to append to or resume a store
+MATCHED_ATTRS = ("time_mode", "frames_per_clip", "resolution", "fps", "sampling",
+                 "tubelet_size", "patch_size", "patches_per_step", "grid",
+                 "action_dim", "state_dim")
+MATCHED_ENCODER = ("name", "checksum", "which", "config")
+REQUIRED_ATTRS = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps",
+                  "tubelet_size", "patch_size", "patches_per_step", "grid",
+                  "action_dim", "state_dim")
+NAME_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """One clip's encoded steps, or a batch of them with a leading batch dim."""
+
+    features: np.ndarray  # [T, P, D] float16 (or [B, T, P, D])
+    actions: np.ndarray  # [T, A] float32
+    states: np.ndarray  # [T, S] float32
+
+
+def _plain(value: Any) -> Any:
+    """The value as it reads back from JSON attributes (tuples -> lists, ...)."""
+    return json.loads(json.dumps(value))
+
+
+def _first_difference(stored: Any, wanted: Any, name: str) -> tuple[str, Any, Any] | None:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for key in sorted(set(stored) | set(wanted)):
+            found = _first_difference(stored.get(key), wanted.get(key), f"{name}.{key}")
+            if found:
+                return found
+        return None
+    return None if stored == wanted else (name, stored, wanted)
+
+
+class FeatureStore:
+    """A feature store on disk. `open` reads; `create_or_resume` is for writers."""
+
+    def __init__(self, path: Path, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        self.attrs: dict[str, Any] = dict(group.attrs)
+
+    # -- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, writable: bool = False) -> FeatureStore:
+        """Open an existing store; HopeError naming the path if it is missing or not a store."""
+        path = Path(path)
+        if not path.exists():
+            raise HopeError(f"{path}: no such feature store")
+        try:
+            group = zarr.open_group(str(path), mode="r+" if writable else "r")
+        except (zarr.errors.BaseZarrError, FileNotFoundError, ValueError) as e:
+            raise HopeError(f"{path}: not a Zarr group, so not a feature store") from e
+        missing = [name for name in PER_CLIP + ("done", "clip", "task") if name not in group]
+        missing += [f"attribute {key}" for key in REQUIRED_ATTRS if key not in group.attrs]
+        if missing:
+            raise HopeError(f"{path}: not a hope feature store (missing {', '.join(missing)})")
+        return cls(path, group)
+
+    @classmethod
+    def create_or_resume(cls, path: str | Path, attrs: dict[str, Any], *, steps: int,
+                         dim: int) -> FeatureStore:
+        """Open `path` for writing, creating it with `attrs` if it does not exist.
+
+        An existing store must have been made with the same encoder and settings; otherwise
+        StoreMismatchError names the store and the first field that differs.
+        """
+        path = Path(path)
+        attrs = _plain(attrs)
+        missing = [key for key in REQUIRED_ATTRS if key not in attrs]
+        if missing:
+            raise ValueError(f"store attributes lack {missing}")
+        if path.exists():
+            store = cls.open(path, writable=True)
+            store.check_compatible(attrs)
+            return store
+        group = zarr.open_group(str(path), mode="w-", attributes=attrs)
+        p, a, s = attrs["patches_per_step"], attrs["action_dim"], attrs["state_dim"]
+        group.create_array("features", shape=(0, steps, p, dim), chunks=(1, steps, p, dim),
+                           dtype="float16", fill_value=0)
+        group.create_array("actions", shape=(0, steps, a), chunks=(1, steps, a),
+                           dtype="float32", fill_value=0)
+        group.create_array("states", shape=(0, steps, s), chunks=(1, steps, s),
+                           dtype="float32", fill_value=0)
+        for name in ("clip", "task"):
+            group.create_array(name, shape=(0,), chunks=(NAME_CHUNK,), dtype=str)
+        group.create_array("done", shape=(0,), chunks=(1,), dtype=bool, fill_value=False)
+        return cls(path, group)
+
+    def check_compatible(self, attrs: dict[str, Any]) -> None:
+        """StoreMismatchError if `attrs` (encoder, time mode, frames, ...) differ from ours."""
+        attrs = _plain(attrs)
+        pairs = [(f"encoder.{key}", self.attrs["encoder"].get(key), attrs["encoder"].get(key))
+                 for key in MATCHED_ENCODER]
+        pairs += [(key, self.attrs.get(key), attrs.get(key)) for key in MATCHED_ATTRS]
+        for name, stored, wanted in pairs:
+            found = _first_difference(stored, wanted, name)
+            if found:
+                field, old, new = found
+                raise StoreMismatchError(
+                    f"{self.path}: store was made with {field} = {old!r}, not {new!r}; "
+                    "use another --out or the settings (and encoder) it was made with"
+                )
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add_clips(self, clips: Sequence[str], tasks: Sequence[str]) -> list[int]:
+        """Indices of the given clip ids, appending the ones the store does not have yet."""
+        known = {name: i for i, name in enumerate(self.clips)}
+        new = [(c, t) for c, t in zip(clips, tasks) if c not in known]
+        if new:
+            start = len(self)
+            end = start + len(new)
+            for name in PER_CLIP + ("clip", "task"):
+                array = self.group[name]
+                if array.shape[0] < end:
+                    array.resize((end,) + array.shape[1:])
+            self.group["clip"][start:end] = np.array([c for c, _ in new], dtype=str)
+            self.group["task"][start:end] = np.array([t for _, t in new], dtype=str)
+            self.group["done"].resize((end,))  # last: N grows only once names are in place
+            known.update({c: start + k for k, (c, _) in enumerate(new)})
+        return [known[c] for c in clips]
+
+    def write(self, index: int, clip: ClipFeatures) -> None:
+        """Write clip `index` and then mark it done."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        self.group["features"][index] = clip.features.astype(np.float16)
+        self.group["actions"][index] = clip.actions.astype(np.float32)
+        self.group["states"][index] = clip.states.astype(np.float32)
+        self.group["done"][index] = True
+
+    # -- reading ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.group["done"].shape[0]
+
+    @property
+    def clips(self) -> list[str]:
+        return [str(c) for c in self.group["clip"][: len(self)]] if len(self) else []
+
+    @property
+    def tasks(self) -> list[str]:
+        return [str(t) for t in self.group["task"][: len(self)]] if len(self) else []
+
+    @property
+    def done(self) -> np.ndarray:
+        return np.asarray(self.group["done"][:], dtype=bool)
+
+    def task_names(self) -> list[str]:
+        """Distinct task labels in first-seen order (over all clips, done or not)."""
+        return list(dict.fromkeys(self.tasks))
+
+    def indices(self, tasks: Sequence[str] | None = None) -> list[int]:
+        """Indices of done clips, only those of the given task labels when given."""
+        done = self.done
+        if tasks is None:
+            return [int(i) for i in np.flatnonzero(done)]
+        unknown = sorted(set(tasks) - set(self.task_names()))
+        if unknown:
+            raise HopeError(f"{self.path}: no task {unknown[0]!r}; tasks are {self.task_names()}")
+        wanted = set(tasks)
+        return [i for i, t in enumerate(self.tasks) if done[i] and t in wanted]
+
+    def read(self, index: int) -> ClipFeatures:
+        return ClipFeatures(features=self.group["features"][index],
+                            actions=self.group["actions"][index],
+                            states=self.group["states"][index])
+
+    def read_batch(self, indices: Sequence[int]) -> ClipFeatures:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ClipFeatures(features=self.group["features"].oindex[idx],
+                            actions=self.group["actions"].oindex[idx],
+                            states=self.group["states"].oindex[idx])

@@ -1,0 +1,273 @@
+"""Continual-learning metrics, per-horizon errors and figures: the library behind `hope eval`.
+
+A run's results.json holds error matrices R (rows: after experience i, columns: task j;
+lower is better) for teacher-forcing and jump error, the errors of the untrained model,
+and the validation error per rollout horizon. From R:
+
+- Avg Error: mean of the last row (every task after all training).
+- Plasticity: mean over tasks of the error right after the experience that first trained
+  the task (R[j][j] for one task per experience).
+- Forgetting: mean over tasks learned before the last experience of the final error minus
+  the best (lowest) error from the experience that learned the task up to the one before
+  the last.
+- Backward transfer: mean over the same tasks of (error right after learning - final error);
+  positive when later experiences lowered the error of earlier tasks.
+- Forward transfer: mean over tasks first trained after experience 0 of (error of the
+  untrained model - error just before the task's own experience); positive when earlier
+  tasks already helped.
+- Gap Closed = (naive - model) / (naive - joint) on Avg Error, against baseline runs.
+
+Metrics with nothing to average (forgetting of a joint run, which learns everything in its
+only experience) are None, shown as "-".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hopecli.errors import HopeError
+from hopecli.train.rundir import RESULTS, atomic_write, json_safe, read_json
+
+ERROR_KINDS = ("teacher_forcing", "jump")
+METRIC_KEYS = ("avg_error", "forgetting", "plasticity", "backward_transfer", "forward_transfer")
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def continual_metrics(
+    R: Sequence[Sequence[float]],
+    first_trained: Sequence[int] | None = None,
+    initial: Sequence[float] | None = None,
+) -> dict[str, float | None]:
+    """The metrics of the module docstring from an error matrix R [experiences, tasks].
+
+    first_trained[j] is the row of the experience that first trained task j (default j: one
+    task per experience, in column order). `initial` is the error of the untrained model on
+    every task, needed for forward transfer only.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.size == 0:
+        raise ValueError(f"R must be a non-empty [experiences, tasks] matrix, got shape {R.shape}")
+    n_rows, n_tasks = R.shape
+    first = list(range(n_tasks)) if first_trained is None else [int(f) for f in first_trained]
+    if len(first) != n_tasks or any(not 0 <= f < n_rows for f in first):
+        raise ValueError(f"first_trained must give a row < {n_rows} for each of {n_tasks} tasks, got {first!r}")
+    last = n_rows - 1
+    learned_earlier = [j for j in range(n_tasks) if first[j] < last]
+    metrics = {
+        "avg_error": float(R[last].mean()),
+        "plasticity": float(np.mean([R[first[j], j] for j in range(n_tasks)])),
+        "forgetting": _mean([R[last, j] - R[first[j]:last, j].min() for j in learned_earlier]),
+        "backward_transfer": _mean([R[first[j], j] - R[last, j] for j in learned_earlier]),
+        "forward_transfer": None,
+    }
+    if initial is not None:
+        initial = np.asarray(initial, dtype=np.float64)
+        if initial.shape != (n_tasks,):
+            raise ValueError(f"initial must hold one error per task ({n_tasks}), got shape {initial.shape}")
+        metrics["forward_transfer"] = _mean(
+            [initial[j] - R[first[j] - 1, j] for j in range(n_tasks) if first[j] > 0]
+        )
+    return metrics
+
+
+def gap_closed(model: float, naive: float, joint: float) -> float:
+    """(naive - model) / (naive - joint): 0 at the naive baseline, 1 at the joint one."""
+    if naive == joint:
+        raise HopeError(
+            f"gap closed is undefined: the naive and joint baselines have the same Avg Error ({naive:.4f})"
+        )
+    return (naive - model) / (naive - joint)
+
+
+def run_metrics(results: dict) -> dict[str, dict | None]:
+    """Continual metrics of a run's results.json for each error kind.
+
+    None for a kind when the run has not finished every experience.
+    """
+    n_exp = len(results["experiences"])
+    out: dict[str, dict | None] = {}
+    for kind in ERROR_KINDS:
+        R = results["R"][kind]
+        if len(R) < n_exp:
+            out[kind] = None
+            continue
+        initial = results.get("initial") or {}
+        out[kind] = json_safe(continual_metrics(
+            np.array(R, dtype=np.float64), results["first_trained"],
+            np.array(initial[kind], dtype=np.float64) if initial.get(kind) is not None else None,
+        ))
+    return out
+
+
+@dataclass
+class RunReport:
+    """What `hope eval` shows for one run."""
+
+    run: str
+    strategy: str
+    tasks: list[str]
+    experiences: list[str]
+    R: dict[str, list[list[float | None]]]
+    metrics: dict[str, dict | None]
+    horizon: dict | None  # {"steps": H, "tasks": {task: [H errors]}, "mean": [H errors]}
+    complete: bool
+    figure: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_results(run_dir: Path) -> dict:
+    path = Path(run_dir) / RESULTS
+    if not path.exists():
+        raise HopeError(f"{run_dir}: no {RESULTS}; is it a `hope train` run folder that finished an experience?")
+    results = read_json(path)
+    for key in ("tasks", "experiences", "first_trained", "R"):
+        if key not in results:
+            raise HopeError(f"{path}: missing {key!r}")
+    return results
+
+
+def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path | None = None,
+                    device: str = "auto") -> dict:
+    """Error per rollout horizon of a run's final checkpoint on its validation clips.
+
+    The validation clips are those of training (same seed, tasks and fraction), read from
+    `store_path` (default: the store recorded in config.json), whose encoder must match.
+    """
+    from hopecli.data.store import FeatureStore
+    from hopecli.errors import StoreMismatchError
+    from hopecli.train.checkpoint import load_model
+    from hopecli.train.config import TrainConfig
+    from hopecli.train.continual import protocol_tasks
+    from hopecli.train.data import clip_shape, split_clips
+    from hopecli.train.distributed import World, resolve_device
+    from hopecli.train.validate import evaluate_clips
+
+    dev = resolve_device(device)
+    model, config = load_model(run_dir, device=dev)
+    store = FeatureStore.open(store_path or config["store"]["path"])
+    if store.attrs.get("encoder") != config["store"]["encoder"]:
+        raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
+    cfg = TrainConfig.from_dict(config["train"])
+    tasks = protocol_tasks(store, cfg)
+    T = clip_shape(store)[0]
+    steps = horizon or cfg.horizon or T - 1
+    if steps > T - 1:
+        raise HopeError(f"{store.path}: clips of {T} steps allow a horizon of at most {T - 1}, asked {steps}")
+    split = split_clips(store, tasks, cfg.val_fraction, cfg.seed)
+    world = World(device=dev)
+    per_task = {t: evaluate_clips(model, store, split.val[t], world=world, batch_size=cfg.eval_batch_size,
+                                  horizon=steps)["horizon"] for t in tasks}
+    return {"steps": steps, "tasks": per_task}
+
+
+def _with_mean(horizon: dict | None) -> dict | None:
+    if horizon is None:
+        return None
+    rows = np.array([v for v in horizon["tasks"].values()], dtype=np.float64)
+    return json_safe({**horizon, "mean": rows.mean(0).tolist()})
+
+
+def evaluate_runs(
+    runs: Sequence[Path],
+    *,
+    naive: Path | None = None,
+    joint: Path | None = None,
+    horizon: int | None = None,
+    store: Path | None = None,
+    figures: bool = True,
+    out_figure: Path | None = None,
+) -> dict:
+    """Metrics of every run (plus Gap Closed against the naive and joint baselines).
+
+    The per-horizon errors come from results.json, or are measured again from the final
+    checkpoint when `horizon` or `store` is given. With `figures`, each run gets
+    RUN/eval.png; `out_figure` gets all runs in one figure.
+    """
+    if (naive is None) != (joint is None):
+        raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
+    reports = []
+    for run in runs:
+        results = load_results(run)
+        per_horizon = results.get("horizon")
+        if horizon is not None or store is not None:
+            per_horizon = measure_horizon(run, horizon, store)
+        reports.append(RunReport(
+            run=str(run), strategy=results.get("strategy", "?"), tasks=list(results["tasks"]),
+            experiences=[e["name"] for e in results["experiences"]], R=json_safe(results["R"]),
+            metrics=run_metrics(results), horizon=_with_mean(per_horizon),
+            complete=bool(results.get("complete")),
+        ))
+    baselines = {}
+    if naive is not None:
+        base = {name: run_metrics(load_results(path)) for name, path in (("naive", naive), ("joint", joint))}
+        for name, path in (("naive", naive), ("joint", joint)):
+            baselines[name] = {"run": str(path), "avg_error": {
+                k: (base[name][k] or {}).get("avg_error") for k in ERROR_KINDS}}
+        for report in reports:
+            for kind in ERROR_KINDS:
+                m = report.metrics[kind]
+                nv, jt = baselines["naive"]["avg_error"][kind], baselines["joint"]["avg_error"][kind]
+                if m is None or None in (m["avg_error"], nv, jt):
+                    continue
+                m["gap_closed"] = gap_closed(m["avg_error"], nv, jt)
+    if figures:
+        for report in reports:
+            path = Path(report.run) / "eval.png"
+            save_figure([report], path)
+            report.figure = str(path)
+    if out_figure is not None:
+        save_figure(reports, Path(out_figure))
+    return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
+            "figure": str(out_figure) if out_figure is not None else None}
+
+
+def save_figure(reports: Sequence[RunReport], path: Path) -> None:
+    """One row per run: teacher-forcing R, jump R (heat maps), error vs rollout horizon."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(reports), 3, figsize=(13, 3.8 * len(reports)), squeeze=False)
+    for row, report in zip(axes, reports):
+        name = Path(report.run).name
+        for ax, kind in zip(row[:2], ERROR_KINDS):
+            _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error R[i][j]")
+        ax = row[2]
+        if report.horizon is not None:
+            steps = np.arange(1, report.horizon["steps"] + 1)
+            for task, errors in report.horizon["tasks"].items():
+                ax.plot(steps, np.array(errors, dtype=float), marker="o", label=task or "(unlabelled)")
+            ax.plot(steps, np.array(report.horizon["mean"], dtype=float), "k--", label="mean")
+            ax.set_xticks(steps)
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no per-horizon errors (run unfinished)", ha="center", va="center")
+        ax.set_xlabel("rollout horizon (steps)")
+        ax.set_ylabel("L1 error")
+        ax.set_title(f"{name}: error vs horizon")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _heatmap(ax, report: RunReport, kind: str, title: str) -> None:
+    R = np.array(report.R[kind], dtype=np.float64).reshape(-1, len(report.tasks))
+    im = ax.imshow(R, cmap="viridis_r", aspect="auto")
+    for (i, j), v in np.ndenumerate(R):
+        ax.text(j, i, "-" if np.isnan(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
+                color="k" if np.isnan(v) or v < np.nanmean(R) else "w")
+    ax.set_xticks(range(len(report.tasks)), [t or "(unlabelled)" for t in report.tasks])
+    ax.set_yticks(range(R.shape[0]), [f"after {e}" for e in report.experiences[: R.shape[0]]])
+    ax.set_xlabel("evaluated on task")
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)

@@ -1,0 +1,488 @@
+"""Autoregressive prediction under given actions: the library behind `hope rollout`.
+
+From k context steps the predictor predicts step k, then feeds its own (layer-normed)
+prediction back with the next action, for as many steps as there are actions. The
+predictor state (Titan memory states, KV caches, frames seen) is carried from call to
+call, so each new step costs one frame's forward instead of recomputing the whole
+context; it gives the same predictions as recomputing (tests/apply/test_rollout.py).
+
+Also here, because rollout, planning and adaptation share them: loading a run folder,
+reading a clip from a store or encoding a video the way the run's store was made, and
+the rule for the robot state under actions that are not the clip's own.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hopecli.data.store import FeatureStore
+from hopecli.encoder import EncoderConfig, LoadedEncoder, load_encoder
+from hopecli.encoder.loading import EMBEDDED_CHECKSUM
+from hopecli.errors import HopeError, InputError, StoreMismatchError
+from hopecli.model import Predictor, PredictorState
+from hopecli.model.attention import KVCache
+from hopecli.model.memory import TitanState
+from hopecli.train.losses import l1_per_clip, normalize_features
+
+# -- runs ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A trained predictor with what its run folder says about the data."""
+
+    path: Path
+    model: Predictor  # eval mode
+    config: dict  # the run's config.json
+    device: torch.device
+
+    @property
+    def store(self) -> dict:
+        """Encoder, time mode, frames, fps, grid, dims of the store the run was trained on."""
+        return self.config["store"]
+
+    @property
+    def frames_per_step(self) -> int:
+        """Video frames one step stands for: the tubelet size in tubelet mode, else 1."""
+        return int(self.store["tubelet_size"]) if self.store["time_mode"] == "tubelet" else 1
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> Run:
+    """The predictor of a `hope train` run folder (latest checkpoint unless named)."""
+    from hopecli.train.checkpoint import load_model
+
+    path = Path(path)
+    if not path.is_dir():
+        raise HopeError(f"{path}: no such run folder")
+    device = torch.device(device)
+    model, config = load_model(path, checkpoint, device)
+    return Run(path=path, model=model, config=config, device=device)
+
+
+# -- clips -----------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    """One clip window's steps as the predictor reads them."""
+
+    name: str
+    features: np.ndarray  # [T, P, D] float32, as encoded (not yet layer-normed)
+    actions: np.ndarray  # [T, A] float32
+    states: np.ndarray  # [T, S] float32
+    video: Path | None = None  # the source video, when known (for figures)
+    frames: np.ndarray | None = None  # [T] source frame index shown for each step
+
+    def tensors(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """(layer-normed features [T, P, D], actions [T, A], states [T, S]) on device."""
+        z = normalize_features(torch.from_numpy(np.asarray(self.features, np.float32)).to(device))
+        return z, torch.from_numpy(self.actions).to(device), torch.from_numpy(self.states).to(device)
+
+
+def _check_shapes(clip: Clip, run: Run, source: str) -> Clip:
+    cfg = run.model.config
+    T, P, D = clip.features.shape
+    want = {"patches_per_step": (P, cfg.patches_per_step), "feature width": (D, cfg.input_dim),
+            "action_dim": (clip.actions.shape[1], cfg.action_dim),
+            "state_dim": (clip.states.shape[1], cfg.state_dim)}
+    for name, (got, need) in want.items():
+        if got != need:
+            raise StoreMismatchError(f"{source}: {name} is {got}, the run's predictor needs {need}")
+    return clip
+
+
+def _same_encoder(found: dict, wanted: dict) -> bool:
+    return found.get("name") == wanted.get("name") and found.get("checksum") == wanted.get("checksum")
+
+
+def _step_frames(window: np.ndarray, steps: int, per_step: int) -> np.ndarray:
+    """The first source frame of every step of a window."""
+    return window[np.arange(steps) * per_step]
+
+
+def clip_from_store(store_path: str | Path, index: int, run: Run) -> Clip:
+    """Clip `index` of a feature store made with the run's encoder."""
+    from hopecli.data.video import Sampling, probe_video
+
+    store = FeatureStore.open(store_path)
+    if not _same_encoder(store.attrs["encoder"], run.store["encoder"]):
+        raise StoreMismatchError(
+            f"{store_path}: made with encoder {store.attrs['encoder'].get('name')!r}, the run in "
+            f"{run.path} with {run.store['encoder'].get('name')!r}"
+        )
+    if not 0 <= index < len(store):
+        raise InputError(f"{store_path}: no clip {index} (the store has {len(store)})")
+    if not store.done[index]:
+        raise InputError(f"{store_path}: clip {index} was never finished by extract")
+    data = store.read(index)
+    name = store.clips[index]
+    clip = Clip(name, np.asarray(data.features, np.float32), data.actions, data.states)
+    # the video behind the clip id "relative/path.mp4#window", for figures only
+    rel, _, window = name.rpartition("#")
+    video = Path(store.attrs.get("source_root", "/")) / rel
+    if video.is_file() and window.isdigit():
+        sampling = store.attrs.get("sampling") or {}
+        try:
+            info = probe_video(video)
+            windows = Sampling(frames=int(store.attrs["frames_per_clip"]), stride=sampling.get("stride"),
+                               target_fps=sampling.get("target_fps")).windows(info.num_frames, info.fps)
+        except InputError:
+            windows = []
+        if int(window) < len(windows):
+            clip.video = video
+            clip.frames = _step_frames(windows[int(window)], len(clip.actions), run.frames_per_step)
+    return _check_shapes(clip, run, f"{store_path} clip {index}")
+
+
+def run_encoder(run: Run, weights: str | Path | None = None, which: str = "target_encoder") -> LoadedEncoder:
+    """The encoder the run's store was made with: the embedded default, or `weights`,
+    which must have the recorded checksum."""
+    recorded = run.store["encoder"]
+    if recorded.get("checksum") == EMBEDDED_CHECKSUM:
+        if weights is not None:
+            raise StoreMismatchError(
+                f"{weights}: the run in {run.path} was trained on features of the embedded default "
+                "encoder (random weights); leave out --weights"
+            )
+        return load_encoder(None, config=EncoderConfig.from_dict(recorded["config"]))
+    if weights is None:
+        raise InputError(
+            f"{run.path}: the run's features come from {recorded.get('name')} "
+            f"(sha256 {str(recorded.get('checksum'))[:12]}...); pass those weights with --weights"
+        )
+    encoder = load_encoder(weights, which=which)
+    if not _same_encoder(encoder.info, recorded):
+        raise StoreMismatchError(
+            f"{weights}: encoder {encoder.info['name']} with sha256 {encoder.info['checksum'][:12]}... is not "
+            f"the one the run in {run.path} was trained on ({recorded.get('name')}, "
+            f"sha256 {str(recorded.get('checksum'))[:12]}...)"
+        )
+    return encoder
+
+
+def _extract_config(run: Run):
+    from hopecli.extract import ExtractConfig
+
+    info = run.store
+    return ExtractConfig(frames=int(info["frames_per_clip"]), target_fps=float(info["fps"]),
+                         time_mode=info["time_mode"], batch_size=1,
+                         device="cuda" if run.device.type == "cuda" else "cpu")
+
+
+def clip_from_video(video: str | Path, run: Run, encoder: LoadedEncoder) -> list[Clip]:
+    """Every window of a video (with its sidecar), encoded as the run's store was made.
+
+    The windows of one video follow each other in time (non-overlapping, in order).
+    InputError with extract's reason when the video or its sidecar cannot be used.
+    """
+    from hopecli.data.video import Sampling, probe_video
+    from hopecli.extract import extract
+
+    video = Path(video)
+    cfg = _extract_config(run)
+    with tempfile.TemporaryDirectory(prefix="hope-clip-") as tmp:
+        result = extract([video], Path(tmp) / "clip.zarr", cfg, encoder=encoder)
+        if result.skipped:
+            raise InputError(result.skipped[0].reason)
+        store = FeatureStore.open(Path(tmp) / "clip.zarr")
+        data = store.read_batch(list(range(len(store))))
+    info = probe_video(video)
+    windows = Sampling(frames=cfg.frames, target_fps=cfg.target_fps).windows(info.num_frames, info.fps)
+    clips = []
+    for k, window in enumerate(windows):
+        clip = Clip(f"{video.name}#{k}", np.asarray(data.features[k], np.float32), data.actions[k],
+                    data.states[k], video, _step_frames(window, data.actions.shape[1], run.frames_per_step))
+        clips.append(_check_shapes(clip, run, str(video)))
+    return clips
+
+
+def encode_goal(video: str | Path, run: Run, encoder: LoadedEncoder) -> Tensor:
+    """Features [P, D] of the last step of a goal video's first window (no sidecar needed)."""
+    from hopecli.data.video import Sampling, preprocess, probe_video, read_frames
+    from hopecli.extract import _encode
+
+    video = Path(video)
+    cfg = _extract_config(run)
+    info = probe_video(video)
+    windows = Sampling(frames=cfg.frames, target_fps=cfg.target_fps).windows(info.num_frames, info.fps)
+    if not windows:
+        raise InputError(f"{video}: {info.num_frames} frames, shorter than one window of {cfg.frames} frames")
+    x = preprocess(read_frames(video, windows[0]), encoder.config.img_size)[None].to(run.device)
+    model = encoder.model.to(run.device)
+    with torch.inference_mode():
+        features = _encode(model, x, run.store["time_mode"], encoder.config.tubelet_size)  # [1, T, P, D]
+    goal = features[0, -1].float()
+    if goal.shape != (run.model.config.patches_per_step, run.model.config.input_dim):
+        raise StoreMismatchError(f"{video}: goal features have shape {tuple(goal.shape)}, the run needs "
+                                 f"{(run.model.config.patches_per_step, run.model.config.input_dim)}")
+    return goal
+
+
+# -- predictor state and robot state ------------------------------------------------------
+
+
+def expand_state(state: PredictorState | None, n: int) -> PredictorState | None:
+    """A batch-1 predictor state repeated for n samples (candidates of a plan)."""
+    if state is None:
+        return None
+
+    def one(s):
+        if s is None:
+            return None
+        if isinstance(s, KVCache):
+            return KVCache(s.k.expand(n, *s.k.shape[1:]), s.v.expand(n, *s.v.shape[1:]))
+        if isinstance(s, TitanState):
+            return TitanState(tuple(w.expand(n, *w.shape[1:]) for w in s.layers), s.step.expand(n))
+        raise TypeError(f"unknown block state {type(s).__name__}")
+
+    return PredictorState(tuple(one(s) for s in state.blocks), state.frames)
+
+
+def next_states(states: Tensor, actions: Tensor, frames_per_step: int) -> Tensor:
+    """Robot state after an action that is not the clip's own: [B, S], [B, A] -> [B, S].
+
+    Actions are commanded displacements of the state (the planar-push sidecars, like
+    V-JEPA 2-AC's end-effector deltas), recorded per video frame; a step stands for
+    `frames_per_step` frames, so s_t+1 = s_t + frames_per_step * a_t. When the action and
+    state dims differ there is no such relation and the state is held.
+    """
+    if states.shape[-1] != actions.shape[-1]:
+        return states
+    return states + frames_per_step * actions
+
+
+# -- rollout ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def rollout(
+    model: Predictor,
+    features: Tensor,
+    actions: Tensor,
+    states: Tensor,
+    context: int,
+    *,
+    state: PredictorState | None = None,
+) -> tuple[Tensor, PredictorState]:
+    """Predict steps context .. context + H - 1 from the first `context` steps.
+
+    features [B, >=context, P, D] (layer-normed; only the context is read), actions and
+    states [B, context - 1 + H, .]: those of the context, then the ones the rollout steps
+    through. Returns (predictions [B, H, P, D], predictor state after the last input).
+    `state` continues an earlier stream (memory states from adaptation).
+    """
+    n_actions = actions.shape[1]
+    steps = n_actions - context + 1
+    if context < 1 or steps < 1 or features.shape[1] < context or states.shape[1] < n_actions:
+        raise ValueError(
+            f"need 1 <= context <= {features.shape[1]} and at least context actions and states, got "
+            f"context {context}, {n_actions} actions, {states.shape[1]} states"
+        )
+    out = model(features[:, :context], actions[:, :context], states[:, :context], state=state)
+    preds = [out.pred[:, -1]]  # step `context`
+    state = out.state
+    for n in range(context, context + steps - 1):
+        z = normalize_features(preds[-1])[:, None]  # [B, 1, P, D]
+        out = model(z, actions[:, n, None], states[:, n, None], state=state)
+        preds.append(out.pred[:, -1])
+        state = out.state
+    return torch.stack(preds, 1), state
+
+
+@dataclass
+class RolloutResult:
+    clip: str
+    context: int
+    pred: np.ndarray  # [H, P, D] predictions of steps context .. context + H - 1
+    actions: np.ndarray  # [H, A] the action before each predicted step
+    own_actions: bool  # the clip's own actions (so its later steps are ground truth)
+    errors: list[float] | None  # L1 against the layer-normed true step, per horizon 1..H
+
+    def to_dict(self) -> dict:
+        return {
+            "clip": self.clip,
+            "context": self.context,
+            "steps": int(self.pred.shape[0]),
+            "predicted_steps": list(range(self.context, self.context + self.pred.shape[0])),
+            "own_actions": self.own_actions,
+            "actions": self.actions.tolist(),
+            "l1_per_horizon": self.errors,
+            "mean_l1": None if self.errors is None else float(np.mean(self.errors)),
+        }
+
+
+def rollout_clip(
+    model: Predictor,
+    clip: Clip,
+    context: int,
+    *,
+    actions: np.ndarray | None = None,
+    frames_per_step: int = 1,
+    state: PredictorState | None = None,
+    device: torch.device | str = "cpu",
+) -> RolloutResult:
+    """Roll a clip out from `context` steps under its own actions or `actions` [H, A].
+
+    With its own actions the rollout runs to the clip's last step, stepping through its
+    recorded states, and is scored per horizon against the true steps. Given actions
+    are taken from the last context step on (the first leads to step `context`); the
+    robot state then follows next_states and there is no ground truth to score against.
+    """
+    device = torch.device(device)
+    T = clip.features.shape[0]
+    last = T - 1 if actions is None else T  # own actions: a true step must remain to predict
+    if not 1 <= context <= last:
+        raise InputError(
+            f"{clip.name}: --context {context} must be in 1..{last} for a clip of {T} steps"
+        )
+    z, a, s = clip.tensors(device)
+    if actions is None:
+        steps_actions, steps_states = a[:-1], s[:-1]  # the last step's action leads nowhere
+    else:
+        given = torch.as_tensor(np.asarray(actions, np.float32), device=device)
+        if given.dim() != 2 or given.shape[1] != a.shape[1] or given.shape[0] < 1:
+            raise InputError(f"actions must have shape [steps, {a.shape[1]}], got {list(given.shape)}")
+        steps_actions = torch.cat([a[: context - 1], given])  # [context - 1 + H, A]
+        robot = [s[context - 1]]
+        for act in given[:-1]:
+            robot.append(next_states(robot[-1][None], act[None], frames_per_step)[0])
+        steps_states = torch.cat([s[: context - 1], torch.stack(robot)])
+    max_frames = model.config.max_frames
+    needed = steps_actions.shape[0] + (state.frames if state is not None else 0)
+    if needed > max_frames:
+        raise InputError(
+            f"{clip.name}: a rollout through {needed} steps exceeds the run's max_frames {max_frames}"
+        )
+    pred, _ = rollout(model, z[None], steps_actions[None], steps_states[None], context, state=state)
+    pred = pred[0].float()  # [H, P, D]
+    errors = None
+    if actions is None:
+        truth = z[context : context + pred.shape[0]]
+        errors = l1_per_clip(pred, truth).tolist()
+    return RolloutResult(
+        clip=clip.name,
+        context=context,
+        pred=pred.cpu().numpy(),
+        actions=steps_actions[context - 1 :].cpu().numpy(),
+        own_actions=actions is None,
+        errors=errors,
+    )
+
+
+# -- figure ----------------------------------------------------------------------------
+
+
+def pca_rgb(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Patch features [..., D] -> RGB in [0, 1] [..., 3] by one PCA fitted on all arrays.
+
+    Each of the first three principal components is scaled to [0, 1] between its 1st and
+    99th percentile, so the same colour means the same feature direction in every panel.
+    """
+    flat = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(np.float64)
+    mean = flat.mean(0)
+    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    basis = vt[:3].T  # [D, 3]
+    proj = (flat - mean) @ basis
+    lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    out = []
+    for a in arrays:
+        rgb = ((a.reshape(-1, a.shape[-1]) - mean) @ basis - lo) / scale
+        out.append(np.clip(rgb, 0, 1).reshape(*a.shape[:-1], 3))
+    return out
+
+
+def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], path: str | Path) -> Path:
+    """PNG: the clip's frames (when its video is at hand) over PCA renderings of the true
+    and the predicted patch features, one column per step, with the L1 error per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hopecli.data.video import read_frames
+
+    path = Path(path)
+    truth = normalize_features(torch.from_numpy(np.asarray(clip.features, np.float32))).numpy()  # [T, P, D]
+    pred = normalize_features(torch.from_numpy(result.pred)).numpy()  # [H, P, D]
+    true_rgb, pred_rgb = pca_rgb(truth, pred)
+    T, H, k = truth.shape[0], pred.shape[0], result.context
+    columns = max(T, k + H)
+    video = None
+    if clip.video is not None and clip.frames is not None:
+        try:
+            video = read_frames(clip.video, clip.frames.tolist())
+        except InputError:
+            video = None
+    rows = [("video", video), ("true features", true_rgb), ("predicted", pred_rgb)]
+    rows = [(label, data) for label, data in rows if data is not None]
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.8 * len(rows)), squeeze=False)
+    for r, (label, data) in enumerate(rows):
+        for t in range(columns):
+            ax = axes[r, t]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            index = t - k if label == "predicted" else t
+            if 0 <= index < len(data):
+                image = data[index] if label == "video" else data[index].reshape(*grid, 3)
+                ax.imshow(image, interpolation="nearest")
+            else:  # no panel, but keep the axes so the row label shows
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+            if r == 0:
+                ax.set_title(f"step {t}" + (" (ctx)" if t < k else ""), fontsize=8)
+            if label == "predicted" and 0 <= index < H and result.errors is not None:
+                ax.set_xlabel(f"L1 {result.errors[index]:.3f}", fontsize=7)
+            if t == 0:
+                ax.set_ylabel(label, fontsize=8)
+    how = "own actions" if result.own_actions else "given actions"
+    fig.suptitle(f"{clip.name}: rollout from {k} context step(s), {how}; PCA of patch features as RGB",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- command helpers -------------------------------------------------------------------
+
+
+def load_clips(
+    run: Run,
+    *,
+    clip: str | Path | None = None,
+    store: str | Path | None = None,
+    index: int | None = None,
+    weights: str | Path | None = None,
+    which: str = "target_encoder",
+) -> list[Clip]:
+    """The windows of a video (encoded as the run's store was) or one store entry."""
+    if (clip is None) == (store is None) or (store is not None and index is None):
+        raise ValueError("give a clip video, or a store and an index")
+    if clip is not None:
+        return clip_from_video(clip, run, run_encoder(run, weights, which))
+    return [clip_from_store(store, index, run)]
+
+
+def write_prediction(result: RolloutResult, path: str | Path) -> Path:
+    """Predictions as .npy ([H, P, D] float32) or .zarr (pred, actions, l1 per horizon, attrs)."""
+    import zarr
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        np.save(path, result.pred.astype(np.float32))
+    elif path.suffix == ".zarr":
+        group = zarr.open_group(str(path), mode="w", attributes=result.to_dict())
+        group.create_array("pred", data=result.pred.astype(np.float32))
+        group.create_array("actions", data=result.actions.astype(np.float32))
+        if result.errors is not None:
+            group.create_array("l1_per_horizon", data=np.asarray(result.errors, np.float32))
+    else:
+        raise InputError(f"{path}: predictions are written as .npy or .zarr")
+    return path

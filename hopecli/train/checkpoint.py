@@ -1,0 +1,119 @@
+"""Checkpoints in a run folder, written so that a crash never leaves a torn one.
+
+```
+RUN/checkpoints/
+  latest.json            {"name": ...}: the checkpoint `--resume` continues from
+  experience-0/          after each experience (kept)
+  step-0000400/          periodic (only the newest is kept)
+    model.safetensors    predictor weights
+    state.pt             optimizer state, CMS gradients accumulated so far, progress
+```
+
+A checkpoint folder is written under a temporary name and renamed into place; latest.json
+is replaced after that. state.pt holds plain tensors, numbers, strings, lists and dicts
+only, and is read with torch.load(weights_only=True): loading a run executes no pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model as load_safetensors_model
+from safetensors.torch import save_model as save_safetensors_model
+from torch import nn
+
+from hopecli.errors import CheckpointError, HopeError
+from hopecli.train.rundir import CHECKPOINTS, CONFIG, read_json, write_json
+
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+LATEST = "latest.json"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> Path:
+    """Write checkpoint `name` (weights + state) and point latest.json at it.
+
+    Older periodic checkpoints (`step-*`) other than this one are removed afterwards.
+    """
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_safetensors_model(model, str(tmp / WEIGHTS))
+    torch.save(state, tmp / STATE)
+    final = root / name
+    if final.exists():  # left by a crash between the rename and latest.json
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_json(root / LATEST, {"name": name})
+    for old in root.glob("step-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    """Name of the checkpoint latest.json points at, or None when the run has none yet."""
+    pointer = checkpoint_dir(run_dir) / LATEST
+    if not pointer.exists():
+        return None
+    return read_json(pointer)["name"]
+
+
+def resolve_checkpoint(run_dir: Path, name: str | None = None) -> Path:
+    """Folder of checkpoint `name` (default: the latest) of a run; HopeError if absent."""
+    run_dir = Path(run_dir)
+    name = name or latest_checkpoint(run_dir)
+    if name is None:
+        raise HopeError(f"{run_dir}: the run has no checkpoint yet")
+    folder = checkpoint_dir(run_dir) / name
+    if not (folder / WEIGHTS).is_file() or not (folder / STATE).is_file():
+        raise HopeError(f"{folder}: checkpoint missing or incomplete")
+    return folder
+
+
+def load_weights(model: nn.Module, folder: Path) -> None:
+    """Load model.safetensors into `model`; CheckpointError on missing or unexpected keys."""
+    path = Path(folder) / WEIGHTS
+    try:
+        missing, unexpected = load_safetensors_model(model, str(path), strict=False)
+    except Exception as e:  # safetensors raises plain errors for shape mismatches / bad files
+        raise CheckpointError(f"{path}: cannot load weights ({e})") from e
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]})"
+        )
+
+
+def load_state(folder: Path) -> dict:
+    """state.pt of a checkpoint, read without executing pickled code."""
+    path = Path(folder) / STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read training state safely ({e})") from e
+
+
+def load_model(run_dir: Path, checkpoint: str | None = None, device: str | torch.device = "cpu"):
+    """Rebuild a run's predictor from config.json and load a checkpoint's weights.
+
+    Returns (model in eval mode, the run's config.json as a dict). `checkpoint` names a
+    folder under RUN/checkpoints (default: the latest, i.e. the final one of a finished run).
+    """
+    from hopecli.model import Predictor, PredictorConfig
+
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG)
+    model = Predictor(PredictorConfig.from_dict(config["model"]))
+    load_weights(model, resolve_checkpoint(run_dir, checkpoint))
+    return model.to(device).eval(), config

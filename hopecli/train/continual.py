@@ -1,0 +1,276 @@
+"""The continual-learning protocol behind `hope train`: experiences, evaluations, R matrices.
+
+Tasks are groups of clips (store task labels). The run trains through a sequence of
+experiences (naive / replay: one task each, in the given order; joint: one experience on
+all tasks), evaluates the untrained model and, after every experience, the model on the
+fixed validation clips of every task (teacher-forcing and jump error: one row of each R
+matrix), checkpoints, and finally measures the error per rollout horizon. Everything the
+run has learned so far lives in the checkpoint, so `resume` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from hopecli import __version__
+from hopecli.errors import HopeError, StoreMismatchError
+from hopecli.model import Predictor, PredictorConfig
+from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
+from hopecli.train.config import TrainConfig
+from hopecli.train.data import BatchPlan, clip_shape, reservoir, split_clips
+from hopecli.train.distributed import World, barrier, init_from_env
+from hopecli.train.loop import Experience, Reporter, train_experience
+from hopecli.train.losses import WorldModelObjective
+from hopecli.train.optim import build_optimizer, check_covers
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, MetricsLog, read_json, write_json
+from hopecli.train.validate import evaluate_clips
+
+ERRORS = ("teacher_forcing", "jump")
+
+
+def store_info(store) -> dict:
+    """What config.json records about the store a run was trained on."""
+    keys = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps", "tubelet_size", "patch_size",
+            "patches_per_step", "grid", "action_dim", "state_dim")
+    return {"path": str(Path(store.path).resolve()), **{k: store.attrs.get(k) for k in keys}}
+
+
+def check_model_fits_store(model_cfg: PredictorConfig, store) -> None:
+    """The predictor's data shapes must be the store's (D, A, S, P, grid, T)."""
+    T, P, D = clip_shape(store)
+    want = {"input_dim": D, "patches_per_step": P, "action_dim": store.attrs["action_dim"],
+            "state_dim": store.attrs["state_dim"]}
+    for name, value in want.items():
+        if getattr(model_cfg, name) != value:
+            raise StoreMismatchError(
+                f"{store.path}: the store has {name} = {value}, the predictor config {getattr(model_cfg, name)}"
+            )
+    if T > model_cfg.max_frames:
+        raise StoreMismatchError(
+            f"{store.path}: clips of {T} steps exceed the predictor's max_frames {model_cfg.max_frames}")
+    if T < 2:
+        raise HopeError(f"{store.path}: clips have {T} step(s); training needs at least 2")
+
+
+@dataclass
+class Protocol:
+    tasks: list[str]
+    experiences: list[Experience]
+    val: dict[str, list[int]]
+    first_trained: list[int]
+
+
+def protocol_tasks(store, cfg: TrainConfig) -> list[str]:
+    """The run's task labels in order: cfg.tasks, or every label of the store."""
+    available = store.task_names()
+    tasks = list(cfg.tasks) if cfg.tasks is not None else available
+    unknown = [t for t in tasks if t not in available]
+    if unknown:
+        raise HopeError(f"{store.path}: no clips with task label(s) {unknown!r}; the store has {available!r}")
+    return tasks
+
+
+def plan_protocol(store, cfg: TrainConfig, world: World) -> Protocol:
+    """Tasks, validation clips and the experiences (with their batch plans) of a run."""
+    tasks = protocol_tasks(store, cfg)
+    if cfg.batch_size % world.size:
+        raise HopeError(f"batch size {cfg.batch_size} does not split evenly over {world.size} processes")
+    split = split_clips(store, tasks, cfg.val_fraction, cfg.seed)
+    groups = [tuple(tasks)] if cfg.strategy == "joint" else [(t,) for t in tasks]
+    experiences = []
+    for i, group in enumerate(groups):
+        indices = sorted(k for t in group for k in split.train[t])
+        earlier = [split.train[t] for g in groups[:i] for t in g]
+        replay = reservoir(earlier, cfg.replay_size, cfg.seed) if cfg.strategy == "replay" and earlier else []
+        replay_count = round(cfg.replay_fraction * cfg.batch_size) if replay else 0
+        fresh = cfg.batch_size - replay_count
+        if cfg.steps is not None:
+            steps = cfg.steps * len(group)
+        else:
+            steps = max(1, math.ceil(cfg.epochs * len(indices) / fresh))
+        name = "joint" if cfg.strategy == "joint" else group[0]
+        plan = BatchPlan(indices, cfg.batch_size, cfg.seed, f"experience{i}", replay, replay_count)
+        experiences.append(Experience(i, name, group, plan, steps))
+    first = [next(i for i, g in enumerate(groups) if t in g) for t in tasks]
+    return Protocol(tasks, experiences, split.val, first)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _evaluate_tasks(model, store, protocol: Protocol, cfg: TrainConfig, world: World, horizon: int = 0) -> dict:
+    return {t: evaluate_clips(model, store, protocol.val[t], world=world, batch_size=cfg.eval_batch_size,
+                              horizon=horizon) for t in protocol.tasks}
+
+
+def _row(per_task: dict, kind: str) -> list[float | None]:
+    return [_finite_or_none(per_task[t][kind]) for t in per_task]
+
+
+def _results(protocol: Protocol, cfg: TrainConfig, progress: dict, horizon: dict | None) -> dict:
+    return {
+        "hope_version": __version__,
+        "strategy": cfg.strategy,
+        "tasks": protocol.tasks,
+        "experiences": [{"name": e.name, "tasks": list(e.tasks), "steps": e.steps} for e in protocol.experiences],
+        "first_trained": protocol.first_trained,
+        "val_clips": {t: len(protocol.val[t]) for t in protocol.tasks},
+        "initial": progress["initial"],
+        "R": progress["R"],
+        "horizon": horizon,
+        "complete": horizon is not None,
+    }
+
+
+def train(
+    store,
+    run_dir: Path,
+    model_cfg: PredictorConfig,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    world: World | None = None,
+) -> dict:
+    """Train a predictor on an open FeatureStore through the continual-learning protocol.
+
+    Writes RUN/config.json, metrics.jsonl, checkpoints and results.json (rank 0), and
+    returns the results dict. resume=True continues the run in `run_dir` from its latest
+    checkpoint; the configs must equal the saved ones.
+    """
+    world = world or init_from_env(cfg.device)
+    run_dir = Path(run_dir)
+    check_model_fits_store(model_cfg, store)
+    config = {"hope_version": __version__, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
+              "store": store_info(store)}
+    _prepare_run_dir(run_dir, config, resume, world)
+    protocol = plan_protocol(store, cfg, world)
+    clip_steps = clip_shape(store)[0]
+    horizon = cfg.horizon or clip_steps - 1
+    if horizon > clip_steps - 1:
+        raise HopeError(f"{store.path}: clips of {clip_steps} steps allow a horizon of at most "
+                        f"{clip_steps - 1}, asked {horizon}")
+
+    torch.manual_seed(cfg.seed)
+    model = Predictor(model_cfg).to(world.device)
+    groups = model.parameter_groups()
+    check_covers(model, groups)
+    optimizer = build_optimizer(groups, cfg.optim)
+    progress = {"experience": 0, "step": 0, "global_step": 0, "initial": None,
+                "R": {k: [] for k in ERRORS}}
+    name = latest_checkpoint(run_dir) if resume else None
+    if name is not None:
+        folder = resolve_checkpoint(run_dir, name)
+        load_weights(model, folder)
+        state = load_state(folder)
+        optimizer.load_state_dict(state["optimizer"])
+        params = dict(model.named_parameters())
+        for key, grad in state["pending_grads"].items():
+            params[key].grad = grad.to(world.device)
+        progress = state["progress"]
+
+    log = None
+    if world.is_main:
+        MetricsLog.truncate(run_dir / METRICS, lambda r: _kept_on_resume(r, progress))
+        log = MetricsLog(run_dir / METRICS)
+    objective = WorldModelObjective(model, cfg.loss)
+    if world.distributed:
+        ids = [world.device.index] if world.device.type == "cuda" else None
+        # without the jump loss, target_pos_embed gets no gradient
+        objective = DistributedDataParallel(objective, device_ids=ids,
+                                            find_unused_parameters=cfg.loss.jump_weight == 0)
+
+    def checkpoint(name: str) -> None:
+        if world.is_main:
+            pending = {k: p.grad.detach().cpu() for k, p in model.named_parameters() if p.grad is not None}
+            save_checkpoint(run_dir, name, model,
+                            {"optimizer": optimizer.state_dict(), "pending_grads": pending, "progress": progress})
+        barrier(world)
+
+    try:
+        with Reporter(cfg, world) as reporter:
+            reporter.print(
+                f"{model_cfg.pattern} predictor, {model.num_parameters():,} parameters, on {world.device}"
+                f"{f' x {world.size} processes' if world.distributed else ''}; "
+                f"{len(protocol.experiences)} experience(s): "
+                + ", ".join(f"{e.name} ({e.steps} steps)" for e in protocol.experiences))
+            if progress["initial"] is None:
+                reporter.print("evaluating the untrained model on the validation clips of every task")
+                per_task = _evaluate_tasks(model, store, protocol, cfg, world)
+                progress["initial"] = {k: _row(per_task, k) for k in ERRORS}
+                if log:
+                    log.write({"kind": "eval", "step": 0, "experience": -1, "errors": per_task})
+            for exp in protocol.experiences[progress["experience"]:]:
+                def periodic(step: int, global_step: int) -> None:
+                    progress.update(step=step, global_step=global_step)
+                    checkpoint(f"step-{global_step:07d}")
+
+                global_step = train_experience(
+                    exp, objective=objective, optimizer=optimizer, store=store, clip_steps=clip_steps,
+                    start_step=progress["step"], global_step=progress["global_step"], cfg=cfg, world=world,
+                    log=log, reporter=reporter, checkpoint=periodic,
+                )
+                per_task = _evaluate_tasks(model, store, protocol, cfg, world)
+                for k in ERRORS:
+                    progress["R"][k].append(_row(per_task, k))
+                progress.update(experience=exp.index + 1, step=0, global_step=global_step)
+                checkpoint(f"experience-{exp.index}")
+                if world.is_main:
+                    log.write({"kind": "eval", "step": global_step, "experience": exp.index, "errors": per_task})
+                    write_json(run_dir / RESULTS, _results(protocol, cfg, progress, None))
+                    _print_row(reporter, exp, per_task)
+            reporter.print(f"measuring the error per rollout horizon (1..{horizon} steps)")
+            per_task = _evaluate_tasks(model, store, protocol, cfg, world, horizon=horizon)
+    finally:
+        if log is not None:
+            log.close()
+    per_horizon = {"steps": horizon, "tasks": {t: [_finite_or_none(e) for e in per_task[t]["horizon"]]
+                                               for t in protocol.tasks}}
+    results = _results(protocol, cfg, progress, per_horizon)
+    if world.is_main:
+        write_json(run_dir / RESULTS, results)
+    barrier(world)
+    return results
+
+
+def _kept_on_resume(record: dict, progress: dict) -> bool:
+    """metrics.jsonl records that the checkpoint being resumed already accounts for."""
+    if record.get("kind") == "eval":
+        return record["experience"] < progress["experience"] or (
+            record["experience"] == -1 and progress["initial"] is not None)
+    return record.get("step", 0) <= progress["global_step"]
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World) -> None:
+    """Write config.json for a new run, or check it against the saved one on resume."""
+    path = run_dir / CONFIG
+    if resume:
+        if not path.exists():
+            raise HopeError(f"{run_dir}: nothing to resume (no {CONFIG})")
+        saved = read_json(path)
+        for section in ("model", "train"):
+            diff = sorted(k for k in set(saved[section]) | set(config[section])
+                          if saved[section].get(k) != config[section].get(k))
+            if diff:
+                raise HopeError(f"{path}: --resume needs the saved {section} config; these differ: {diff}")
+        if saved["store"]["encoder"] != config["store"]["encoder"]:
+            raise StoreMismatchError(
+                f"{config['store']['path']}: encoder differs from the one the run in {run_dir} was trained on")
+        return
+    if path.exists():
+        raise HopeError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    barrier(world)  # every rank has looked before rank 0 writes
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, config)
+    barrier(world)
+
+
+def _print_row(reporter: Reporter, exp: Experience, per_task: dict) -> None:
+    cells = ", ".join(f"{t} {e['teacher_forcing']:.4f}/{e['jump']:.4f}" for t, e in per_task.items())
+    reporter.print(f"after {exp.index + 1}. {exp.name}: teacher-forcing/jump error {cells}")

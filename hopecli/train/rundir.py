@@ -1,0 +1,109 @@
+"""The run folder: what `hope train` writes and `hope eval` / `rollout` / `adapt` read.
+
+```
+RUN/
+  config.json       resolved model config, training config, store path and encoder info
+  metrics.jsonl     one JSON object per line: training steps and evaluations
+  results.json      error matrices R (teacher forcing, jump) and per-horizon errors
+  checkpoints/      see hopecli.train.checkpoint
+```
+
+Every file is written whole to a temporary name and moved into place with os.replace, so a
+crash leaves the previous version, never half of a new one. metrics.jsonl is appended
+line by line; a resumed run first cuts it back to the steps its checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from hopecli.errors import HopeError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+CHECKPOINTS = "checkpoints"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then move it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(obj):
+    """NaN / Inf -> None, recursively, so every file we write is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj) -> None:
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise HopeError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HopeError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+class MetricsLog:
+    """Appends one JSON object per line to RUN/metrics.jsonl, flushed at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a")
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """All complete records; a torn last line (a crash mid-write) is skipped."""
+        records = []
+        path = Path(path)
+        if not path.exists():
+            return records
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    @staticmethod
+    def truncate(path: Path, keep: Callable[[dict], bool]) -> None:
+        """Keep only the records for which keep(record) holds (before a resumed run appends)."""
+        path = Path(path)
+        if not path.exists():
+            return
+        kept = [r for r in MetricsLog.read(path) if keep(r)]
+        atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))

@@ -1,0 +1,200 @@
+"""hope rollout: carried state equals recomputing the context, errors per horizon against
+the true steps, video clips encoded as the store was, outputs and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hopecli.cli import hope
+from hopecli.errors import InputError, StoreMismatchError
+from hopecli.rollout import (
+    clip_from_store,
+    clip_from_video,
+    load_run,
+    next_states,
+    rollout,
+    rollout_clip,
+    rollout_figure,
+    run_encoder,
+    write_prediction,
+)
+from hopecli.train.losses import normalize_features
+from hopecli.train.losses import rollout as recomputed_rollout
+from hopecli.train.rundir import read_json, write_json
+
+PRESETS = ("hope_tiny", "vit_tiny", "hybrid_tiny")
+
+
+def _recompute(model, z, a, s, context, steps):
+    """Reference: every step re-runs the predictor on the true context and the predictions so far."""
+    frames = list(z[:, :context].unbind(1))
+    preds = []
+    for n in range(steps):
+        out = model(torch.stack(frames, 1), a[:, : context + n], s[:, : context + n])
+        preds.append(out.pred[:, -1])
+        frames.append(normalize_features(preds[-1]))
+    return torch.stack(preds, 1)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("context", [1, 2])
+def test_carried_state_equals_recomputing_the_context(runs, store_path, preset, context):
+    run = load_run(runs[preset])
+    z, a, s = (x[None] for x in clip_from_store(store_path, 0, run).tensors(run.device))
+    steps = z.shape[1] - context
+    pred, _ = rollout(run.model, z, a[:, :-1], s[:, :-1], context)
+    with torch.no_grad():
+        reference = _recompute(run.model, z, a, s, context, steps)
+    assert pred.shape == reference.shape == (1, steps, *z.shape[2:])
+    torch.testing.assert_close(pred, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_context_one_matches_the_training_rollout(runs, store_path):
+    run = load_run(runs["hope_tiny"])
+    z, a, s = (x[None] for x in clip_from_store(store_path, 1, run).tensors(run.device))
+    pred, _ = rollout(run.model, z, a[:, :-1], s[:, :-1], 1)
+    with torch.no_grad():
+        reference = recomputed_rollout(run.model, z, a, s, z.shape[1] - 1)
+    torch.testing.assert_close(pred, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_error_per_horizon_is_l1_against_the_true_steps(runs, store_path):
+    run = load_run(runs["hybrid_tiny"])
+    clip = clip_from_store(store_path, 2, run)
+    result = rollout_clip(run.model, clip, 2)
+    T = clip.features.shape[0]
+    truth = normalize_features(torch.from_numpy(clip.features)).numpy()
+    assert result.pred.shape[0] == T - 2
+    expected = [float(np.abs(result.pred[h] - truth[2 + h]).mean()) for h in range(T - 2)]
+    np.testing.assert_allclose(result.errors, expected, rtol=1e-5)
+    np.testing.assert_array_equal(result.actions, clip.actions[1 : T - 1])
+
+
+def test_given_actions_step_the_robot_state_and_have_no_ground_truth(runs, store_path):
+    run = load_run(runs["vit_tiny"])
+    clip = clip_from_store(store_path, 0, run)
+    given = np.full((5, 2), 0.01, np.float32)  # runs past the clip's 4 steps
+    result = rollout_clip(run.model, clip, 2, actions=given, frames_per_step=run.frames_per_step)
+    assert result.errors is None and not result.own_actions
+    assert result.pred.shape[0] == 5
+    s = torch.tensor([[0.5, 0.25]])
+    torch.testing.assert_close(next_states(s, torch.tensor([[0.01, -0.02]]), 2), torch.tensor([[0.52, 0.21]]))
+    assert torch.equal(next_states(s, torch.zeros(1, 3), 2), s)  # other dims: the state is held
+
+
+def test_rollout_longer_than_max_frames_is_refused(runs, store_path):
+    run = load_run(runs["hope_tiny"])
+    clip = clip_from_store(store_path, 0, run)
+    with pytest.raises(InputError, match="exceeds the run's max_frames 32"):
+        rollout_clip(run.model, clip, 1, actions=np.zeros((40, 2), np.float32))
+
+
+def test_video_clip_is_encoded_as_the_store_was(runs, store_path, clips_dir):
+    run = load_run(runs["hope_tiny"])
+    windows = clip_from_video(clips_dir / "clip0.mp4", run, run_encoder(run))
+    store_clips = [clip_from_store(store_path, i, run) for i in range(4)]
+    stored = {c.name.rpartition("/")[2]: c for c in store_clips}
+    assert [w.name for w in windows] == ["clip0.mp4#0", "clip0.mp4#1"]
+    for w in windows:
+        np.testing.assert_allclose(w.features, stored[w.name].features, atol=2e-3)  # store is float16
+        np.testing.assert_array_equal(w.actions, stored[w.name].actions)
+        np.testing.assert_array_equal(w.frames, stored[w.name].frames)
+    assert windows[1].frames.tolist() == [8, 10, 12, 14]
+
+
+def test_weights_are_required_and_checked_for_a_real_encoder(runs, tmp_path):
+    config = read_json(runs["vit_tiny"] / "config.json")
+    config["store"]["encoder"] = {"name": "vjepa2-large", "checksum": "ab" * 32, "config": {}}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").symlink_to(runs["vit_tiny"] / "checkpoints")
+    write_json(run_dir / "config.json", config)
+    run = load_run(run_dir)
+    with pytest.raises(InputError, match="pass those weights with --weights"):
+        run_encoder(run)
+    from hopecli.encoder import load_encoder, save_encoder
+
+    weights = save_encoder(load_encoder().model, tmp_path / "enc.safetensors")
+    with pytest.raises(StoreMismatchError, match="is not the one the run"):
+        run_encoder(run, weights)
+
+
+def test_outputs_png_npy_and_zarr(runs, store_path, tmp_path):
+    import zarr
+
+    run = load_run(runs["hope_tiny"])
+    clip = clip_from_store(store_path, 1, run)
+    result = rollout_clip(run.model, clip, 1)
+    png = rollout_figure(clip, result, tuple(run.model.config.grid), tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    np.testing.assert_array_equal(np.load(write_prediction(result, tmp_path / "p.npy")), result.pred)
+    group = zarr.open_group(str(write_prediction(result, tmp_path / "p.zarr")), mode="r")
+    np.testing.assert_array_equal(group["pred"][:], result.pred)
+    np.testing.assert_allclose(group["l1_per_horizon"][:], result.errors, rtol=1e-6)
+    assert group.attrs["context"] == 1
+
+
+def test_cli_rollout_from_store(runs, store_path, tmp_path):
+    out, png = tmp_path / "pred.npy", tmp_path / "r.png"
+    result = CliRunner().invoke(hope, ["rollout", "--run", str(runs["hybrid_tiny"]), "--store", str(store_path),
+                                       "--index", "3", "--context", "2", "--out", str(out), "--png", str(png),
+                                       "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rollout"]["predicted_steps"] == [2, 3]
+    assert len(report["rollout"]["l1_per_horizon"]) == 2
+    assert np.load(out).shape == (2, 64, 192) and png.exists()
+
+
+def test_cli_plan_toward_a_goal_video(runs, clips_dir):
+    result = CliRunner().invoke(hope, ["rollout", "--run", str(runs["hope_tiny"]), "--clip",
+                                       str(clips_dir / "clip1.mp4"), "--context", "2", "--plan", "--goal",
+                                       str(clips_dir / "clip0.mp4"), "--mpc-steps", "2", "--samples", "6",
+                                       "--top-k", "2", "--iterations", "2", "--max-action", "0.05", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    executed = np.array(report["plan"]["executed_actions"])
+    assert executed.shape == (2, 2) and np.all(np.abs(executed) <= 0.05)
+    assert len(report["plan"]["steps"]) == 2 and report["plan"]["mean_seconds_per_step"] > 0
+    assert report["rollout"]["actions"] == report["plan"]["executed_actions"]
+    assert "mean time per planning step" in result.stderr
+
+
+def test_cli_clip_without_sidecar_is_one_error_line(runs, clips_dir, tmp_path):
+    video = tmp_path / "lonely.mp4"
+    video.write_bytes((clips_dir / "clip0.mp4").read_bytes())
+    result = CliRunner().invoke(hope, ["rollout", "--run", str(runs["vit_tiny"]), "--clip", str(video)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'lonely.npz'}: sidecar missing (each clip needs a .npz "
+                             "with actions and states)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give --clip VIDEO or --store STORE --index I"),
+    (["--store", "s.zarr"], "--store needs --index"),
+    (["--clip", "c.mp4", "--plan"], "--plan needs --goal GOAL.mp4"),
+    (["--clip", "c.mp4", "--out", "p.txt"], "must end in .npy or .zarr"),
+], ids=["no-clip", "store-without-index", "plan-without-goal", "bad-out"])
+def test_cli_usage_errors(runs, args, message):
+    result = CliRunner().invoke(hope, ["rollout", "--run", str(runs["vit_tiny"]), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_cli_actions_file(runs, store_path, tmp_path):
+    good, bad = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(good, np.full((3, 2), 0.02, np.float32))
+    np.save(bad, np.zeros((3, 5), np.float32))
+    base = ["rollout", "--run", str(runs["vit_tiny"]), "--store", str(store_path), "--index", "0", "--context", "3"]
+    result = CliRunner().invoke(hope, [*base, "--actions", str(good), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["rollout"]
+    assert report["predicted_steps"] == [3, 4, 5] and report["l1_per_horizon"] is None
+    result = CliRunner().invoke(hope, [*base, "--actions", str(bad)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {bad}: actions must be numbers of shape [steps, 2], got [3, 5] of float32\n"

@@ -1,0 +1,92 @@
+"""`hope train` then `hope eval` through Click, on a real (tiny) store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hopecli.cli import hope
+from hopecli.commands import train as train_cmd
+from hopecli.evaluate import METRIC_KEYS
+from hopecli.model.config import PredictorConfig
+from hopecli.model.memory.config import TitanConfig
+from hopecli.train.config import TrainConfig
+from hopecli.train.losses import LossConfig
+from hopecli.train.optim import OptimConfig
+
+
+def _run(*args):
+    return CliRunner().invoke(hope, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_two_tasks_then_eval(store_path, tmp_path):
+    run = tmp_path / "run"
+    result = _run("train", store_path, "--out", run, "--preset", "hope_tiny", "--tasks", "b,a", "--steps", "2",
+                  "--batch-size", "2", "--log-every", "1", "--no-checkpoint-chunks", "--update-rule", "gd",
+                  "--cms-periods", "1,2", "--lr-scale-titan", "0.5")
+    assert result.exit_code == 0, result.output
+    assert "done:" in result.output
+    for name in ("config.json", "metrics.jsonl", "results.json", "checkpoints/experience-0/model.safetensors",
+                 "checkpoints/experience-1/state.pt"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["pattern"] == "HH" and config["model"]["cms_periods"] == [1, 2]
+    assert config["model"]["memory"]["update_rule"] == "gd"
+    assert config["model"]["memory"]["checkpoint_chunks"] is False
+    assert config["model"]["input_dim"] == 16 and config["model"]["grid"] == [2, 2]  # from the store
+    assert config["train"]["tasks"] == ["b", "a"] and config["train"]["optim"]["lr_scale_titan"] == 0.5
+    assert config["store"]["encoder"]["name"] == "test"
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert {"loss/teacher", "loss/rollout", "loss/jump", "lr/titan", "lr/cms1", "grad_norm/titan"} <= set(steps[1])
+    assert "grad_norm/cms1" in steps[1] and "grad_norm/cms1" not in steps[0]  # period 2
+    assert any(k.startswith("diag/block0/") and k.endswith("/eta_mean") for k in steps[0])
+
+    result = _run("eval", run, "--json", "--horizon", "2", "--store", store_path,
+                  "--out-figure", tmp_path / "all.png")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    r = report["runs"][0]
+    assert r["tasks"] == ["b", "a"] and r["experiences"] == ["b", "a"]
+    assert len(r["R"]["teacher_forcing"]) == 2 and len(r["R"]["jump"][1]) == 2
+    for kind in ("teacher_forcing", "jump"):
+        assert set(METRIC_KEYS) <= set(r["metrics"][kind])
+        assert r["metrics"][kind]["avg_error"] == pytest.approx(sum(r["R"][kind][1]) / 2)
+    assert r["horizon"]["steps"] == 2 and len(r["horizon"]["mean"]) == 2
+    assert (run / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Avg Error" in result.stderr
+
+
+def test_user_errors_are_one_line(store_path, tmp_path):
+    run = tmp_path / "run"
+    result = _run("train", store_path, "--out", run, "--preset", "vit_tiny", "--tasks", "a,zzz", "--steps", "1")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {store_path}: no clips with task label(s) ['zzz']; the store has ['a', 'b']")
+    result = _run("train", store_path, "--out", run, "--preset", "vit_tiny")
+    assert result.exit_code == 2 and "give one of --steps and --epochs" in result.output
+    result = _run("train", store_path, "--out", run, "--preset", "vit_tiny", "--steps", "1", "--chunk-size", "5")
+    assert result.exit_code == 2 and "chunk_size 5 must divide the 6 tokens of a frame" in result.output
+    result = _run("train", store_path, "--out", run, "--resume", "--lr", "0.1", "--memory-heads", "4")
+    assert result.exit_code == 2
+    assert "--resume continues with the saved configuration; drop --lr, --memory-heads" in result.output
+    result = _run("eval", tmp_path)
+    assert result.exit_code == 1 and "no results.json" in result.output
+
+
+def test_every_config_field_has_an_option():
+    names = {p.name for p in train_cmd.command.params}
+    model = {f"model__{f}" for f in PredictorConfig.__dataclass_fields__ if f not in train_cmd.DATA_FIELDS}
+    memory = {f"model__memory__{f}" for f in TitanConfig.__dataclass_fields__ if f != "dim"}
+    top = {f for f in TrainConfig.__dataclass_fields__ if f not in ("loss", "optim")}
+    loss = {f"loss__{f}" for f in LossConfig.__dataclass_fields__}
+    optim = {f"optim__{f}" for f in OptimConfig.__dataclass_fields__}
+    assert model | memory | top | loss | optim <= names
+    flags = {o for p in train_cmd.command.params if isinstance(p, click.Option) for o in p.opts}
+    assert {"--pattern", "--dim", "--chunk-size", "--update-rule", "--spatial-mixing",
+            "--memory-heads", "--cms-hidden-mults"} <= flags

@@ -1,0 +1,72 @@
+"""Train/validation split, batch order and replay, and reading batches from a real store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hopecli.data.store import FeatureStore
+from hopecli.errors import HopeError
+from hopecli.train.data import BatchPlan, read_batch, reservoir, split_clips
+
+from .conftest import make_store
+
+
+def test_split_is_fixed_by_seed_disjoint_and_holds_out_every_task(tmp_path):
+    store = FeatureStore.open(make_store(tmp_path / "s.zarr", {"a": 10, "b": 5}))
+    s1 = split_clips(store, ["a", "b"], 0.2, seed=3)
+    s2 = split_clips(store, ["b", "a"], 0.2, seed=3)  # other order: same clips
+    assert s1.val == s2.val and s1.train == s2.train
+    assert len(s1.val["a"]) == 2 and len(s1.val["b"]) == 1
+    for t in ("a", "b"):
+        assert not set(s1.val[t]) & set(s1.train[t])
+        assert sorted(s1.val[t] + s1.train[t]) == store.indices([t])
+    others = [split_clips(store, ["a"], 0.2, seed=k).val["a"] for k in range(5)]
+    assert len({tuple(v) for v in others}) > 1  # the seed matters
+
+
+def test_windows_of_one_video_stay_on_one_side(tmp_path):
+    path = make_store(tmp_path / "s.zarr", {"a": 0})
+    store = FeatureStore.open(path, writable=True)
+    ids = store.add_clips([f"v{v}.mp4#{w}" for v in range(4) for w in range(3)], ["a"] * 12)
+    src = FeatureStore.open(make_store(tmp_path / "src.zarr", {"a": 1}))
+    for i in ids:
+        store.write(i, src.read(0))
+    split = split_clips(FeatureStore.open(path), ["a"], 0.25, seed=0)
+    videos = lambda idx: {store.clips[i].split("#")[0] for i in idx}  # noqa: E731
+    assert len(split.val["a"]) == 3 and not videos(split.val["a"]) & videos(split.train["a"])
+
+
+def test_a_task_with_one_clip_cannot_be_split(tmp_path):
+    store = FeatureStore.open(make_store(tmp_path / "s.zarr", {"a": 1}))
+    with pytest.raises(HopeError, match="task 'a' has 1 finished clip"):
+        split_clips(store, ["a"], 0.1, seed=0)
+
+
+def test_batches_cover_every_clip_once_per_epoch_and_are_reproducible():
+    plan = BatchPlan(list(range(10, 20)), batch_size=5, seed=0, stream="e0", replay=[])
+    first_epoch = plan.clips(0) + plan.clips(1)
+    assert sorted(first_epoch) == list(range(10, 20))
+    assert plan.clips(2) + plan.clips(3) != first_epoch  # reshuffled
+    again = BatchPlan(list(range(10, 20)), batch_size=5, seed=0, stream="e0", replay=[])
+    assert again.clips(7) == plan.clips(7)
+    taus = plan.jump_targets(3, 4)
+    assert taus == again.jump_targets(3, 4) and all(1 <= t <= 3 for t in taus)
+
+
+def test_replay_mixes_buffer_clips_into_every_batch():
+    buffer = reservoir([range(100), range(100, 150)], capacity=8, seed=0)
+    assert len(buffer) == 8 and len(set(buffer)) == 8
+    assert buffer == reservoir([range(100), range(100, 150)], capacity=8, seed=0)
+    plan = BatchPlan(list(range(200, 210)), batch_size=4, seed=0, stream="e1", replay=buffer, replay_count=2)
+    for step in range(5):
+        batch = plan.clips(step)
+        assert len(batch) == 4 and set(batch[2:]) <= set(buffer) and set(batch[:2]) <= set(range(200, 210))
+
+
+def test_read_batch_keeps_the_asked_order(store_path):
+    store = FeatureStore.open(store_path)
+    batch = read_batch(store, [5, 1, 3])
+    for row, i in enumerate([5, 1, 3]):
+        np.testing.assert_array_equal(batch.features[row].numpy(), store.read(i).features)
+        np.testing.assert_array_equal(batch.actions[row].numpy(), store.read(i).actions)

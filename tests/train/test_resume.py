@@ -1,0 +1,98 @@
+"""Resuming continues bit for bit; a NaN stops the run and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hopecli.data.store import FeatureStore
+from hopecli.errors import HopeError
+from hopecli.model.presets import preset_config
+from hopecli.train import loop
+from hopecli.train.checkpoint import latest_checkpoint, load_model, load_state, resolve_checkpoint
+from hopecli.train.config import TrainConfig
+from hopecli.train.continual import train
+from hopecli.train.loop import TrainingDiverged
+from hopecli.train.optim import OptimConfig
+from hopecli.train.rundir import MetricsLog
+
+from .conftest import make_store
+
+
+def _model_cfg(preset, **overrides):
+    return preset_config(preset, input_dim=16, action_dim=2, state_dim=2, patches_per_step=4, **overrides)
+
+
+def _losses(run):
+    return [(r["step"], r["loss"]) for r in MetricsLog.read(run / "metrics.jsonl") if r["kind"] == "step"]
+
+
+@pytest.mark.parametrize("preset", ["vit_tiny", "hope_tiny", "hybrid_tiny"])
+def test_resume_after_a_crash_matches_the_uninterrupted_run(preset, store_path, tmp_path, monkeypatch):
+    """Two tasks of 4 steps; a periodic checkpoint at step 5 and a crash at step 6. In the
+    HOPE presets the CMS level of period 4 steps at 4 and 8, so the checkpoint holds the
+    gradient of step 5, which the step at 8 must still average in."""
+    store = FeatureStore.open(store_path)
+    model_cfg = _model_cfg(preset)
+    cfg = TrainConfig(steps=4, batch_size=2, checkpoint_every=5, log_every=2, horizon=2,
+                      optim=OptimConfig(warmup_steps=1))
+    full = tmp_path / "full"
+    train(store, full, model_cfg, cfg)
+
+    crashed = tmp_path / "crashed"
+    real_step = loop.optimizer_step
+
+    def crash_at_6(optimizer, step, *args):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_step(optimizer, step, *args)
+
+    monkeypatch.setattr(loop, "optimizer_step", crash_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(store, crashed, model_cfg, cfg)
+    monkeypatch.undo()
+    assert latest_checkpoint(crashed) == "step-0000005"
+    assert [s for s, _ in _losses(crashed)] == [1, 2, 3, 4, 5]
+    pending = load_state(resolve_checkpoint(crashed))["pending_grads"]
+    assert bool(pending) == (preset != "vit_tiny")
+    assert all(".cms.levels.1." in k for k in pending)
+
+    train(store, crashed, model_cfg, cfg, resume=True)
+    assert _losses(crashed) == _losses(full)
+    assert [s for s, _ in _losses(full)] == list(range(1, 9))
+    a = load_file(full / "checkpoints" / "experience-1" / "model.safetensors")
+    b = load_file(crashed / "checkpoints" / "experience-1" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.loads((r / "results.json").read_text()) for r in (full, crashed))
+    assert ra == rb
+    evals = [r["experience"] for r in MetricsLog.read(crashed / "metrics.jsonl") if r["kind"] == "eval"]
+    assert evals == [-1, 0, 1]  # nothing logged twice
+
+
+def test_resume_refuses_another_config(store_path, tmp_path):
+    store = FeatureStore.open(store_path)
+    cfg = TrainConfig(steps=1, batch_size=2, tasks=("a",), horizon=1)
+    train(store, tmp_path / "run", _model_cfg("vit_tiny"), cfg)
+    with pytest.raises(HopeError, match=r"already holds a run; pass --resume"):
+        train(store, tmp_path / "run", _model_cfg("vit_tiny"), cfg)
+    other = TrainConfig(steps=1, batch_size=4, tasks=("a",), horizon=1)
+    with pytest.raises(HopeError, match=r"--resume needs the saved train config; these differ: \['batch_size'\]"):
+        train(store, tmp_path / "run", _model_cfg("vit_tiny"), other, resume=True)
+
+
+def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    store = FeatureStore.open(make_store(tmp_path / "s.zarr", {"a": 4, "b": 4}, nan_task="b"))
+    cfg = TrainConfig(steps=2, batch_size=2, horizon=1)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as info:
+        train(store, run, _model_cfg("vit_tiny"), cfg)
+    assert str(info.value) == "training stopped: the loss is nan at step 3 (experience 2 'b', step 1 of 2)"
+    assert latest_checkpoint(run) == "experience-0"
+    model, config = load_model(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["R"]["teacher_forcing"]) == 1 and results["complete"] is False
+    assert results["R"]["teacher_forcing"][0][1] is None  # the NaN task's error, as JSON null
