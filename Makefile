@@ -21,13 +21,28 @@ test: $(STAMP)
 man: $(STAMP)
 	$(PY) -m hopecli.manpages man
 
-# The main job end to end on the shipped sample data with the embedded default encoder.
+# The main job end to end on the shipped sample data with the embedded default encoder:
+# extract -> train (ViT naive + joint, HOPE and hybrid naive, CPU-sized presets) -> eval
+# -> test-time adaptation on the held-out friction clip -> a rollout picture.
 DEMO ?= demo_out
 HOPE := $(VENV)/bin/hope
+DEMO_TASKS ?= low,mid,high
+DEMO_TRAIN ?= --tasks $(DEMO_TASKS) --steps 100 --batch-size 8 --lr 2e-3 --val-fraction 0.15 --seed 0
 
 demo: $(STAMP)
 	$(HOPE) extract sample_data --out $(DEMO)/sample.zarr --allow-skips
 	@echo "feature store: $(DEMO)/sample.zarr"
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_naive --preset vit_tiny --strategy naive $(DEMO_TRAIN)
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_joint --preset vit_tiny --strategy joint $(DEMO_TRAIN)
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/hope_naive --preset hope_tiny --strategy naive $(DEMO_TRAIN)
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/hybrid_naive --preset hybrid_tiny --strategy naive $(DEMO_TRAIN)
+	$(HOPE) eval $(DEMO)/vit_naive $(DEMO)/vit_joint $(DEMO)/hope_naive $(DEMO)/hybrid_naive \
+		--naive $(DEMO)/vit_naive --joint $(DEMO)/vit_joint --out-figure $(DEMO)/comparison.png
+	$(HOPE) adapt --run $(DEMO)/hope_naive --clip sample_data/new_friction.mp4 \
+		--baseline $(DEMO)/vit_naive --png $(DEMO)/adapt.png
+	$(HOPE) rollout --run $(DEMO)/hope_naive --clip sample_data/new_friction.mp4 \
+		--context 2 --png $(DEMO)/rollout.png --out $(DEMO)/rollout.npy
+	@echo "demo outputs in $(DEMO)/: sample.zarr, runs, comparison.png, adapt.png, rollout.png"
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -52,9 +52,10 @@ def hope() -> None:
     Pipeline:
       hope synth     make sample clips with a 2D physics engine
       hope extract   frozen V-JEPA 2 encoder -> Zarr feature store
+      hope import    bring pre-encoded .npy clips of the Hydra pipeline into a store
       hope train     train a predictor (HOPE, hybrid or ViT baseline)
       hope eval      continual-learning metrics and per-horizon error
-      hope adapt     test-time memory adaptation on a new clip
+      hope adapt     test-time adaptation (memory / LayerNorm) on new clips
       hope rollout   autoregressive prediction and CEM planning
       hope profile   per-component latency, throughput and memory
     """

@@ -1,4 +1,5 @@
-"""`hope adapt`: test-time memory adaptation on new clips, against the same model frozen."""
+"""`hope adapt`: test-time adaptation on new clips (memory, LayerNorm or both), against the
+same model frozen and optionally a ViT baseline."""
 
 from __future__ import annotations
 
@@ -24,30 +25,45 @@ from hopecli.console import err
                    "default encoder; their checksum must match the store's.")
 @click.option("--which", type=click.Choice(["encoder", "target_encoder"]), default="target_encoder",
               show_default=True, help="Which encoder of an official checkpoint --weights holds.")
+@click.option("--method", "methods", type=click.Choice(["memory", "layernorm", "both"]), multiple=True,
+              default=("memory",), show_default=True,
+              help="memory: the Titan memories write in context (HOPE); layernorm: TENT, only the "
+                   "LayerNorm weights learn online by Adam from the next-step error, memory frozen; "
+                   "both: the two together. Repeat to compare several in one table.")
 @click.option("--cms-online", is_flag=True,
-              help="The CMS levels also learn online from the next-step error, each at its period in frames.")
+              help="Under memory / both, the CMS levels also learn online from the next-step error, each at "
+                   "its period in frames.")
 @click.option("--cms-lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Online CMS step: typical change per weight per level update.")
+@click.option("--tta-lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Adam learning rate of the LayerNorm updates (layernorm, both).")
+@click.option("--tta-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Frames per LayerNorm Adam step, the gradients summed in between.")
 @click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path), default=None,
-              help="A ViT baseline run on the same features, streamed beside for comparison.")
+              help="A ViT baseline run on the same features, streamed beside for comparison (its LayerNorms "
+                   "adapt too when a method includes layernorm).")
 @click.option("--init-state", type=click.Path(path_type=Path), default=None,
               help="Start from a state written by --save (instead of the trained model as it is).")
 @click.option("--carry", is_flag=True,
-              help="With several --clip, continue the adapted state from one clip to the next.")
+              help="With several --clip, continue the adapted state (memories, learned weights, Adam "
+                   "moments) from one clip to the next instead of starting each clip afresh.")
 @click.option("--save", type=click.Path(path_type=Path), default=None,
-              help="Write the adapted state after the last clip (safetensors) for --init-state.")
+              help="Write the adapted state after the last clip (safetensors) for --init-state; needs a "
+                   "single --method.")
 @click.option("--png", type=click.Path(path_type=Path), default=None,
-              help="Figure of the next-step error per step, adapting vs frozen (vs baseline).")
+              help="Figure of the next-step error per step, one line per method, frozen and baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def command(run_dir, clips, store, index, weights, which, cms_online, cms_lr, baseline_dir, init_state,
-            carry, save, png, device, as_json):
-    """Stream new clips through a trained predictor whose memories adapt in context.
+def command(run_dir, clips, store, index, weights, which, methods, cms_online, cms_lr, tta_lr, tta_every,
+            baseline_dir, init_state, carry, save, png, device, as_json):
+    """Stream new clips through a trained predictor that adapts at test time.
 
-    Each step predicts the next; the adapting model's Titan memories write themselves as
-    they read (and, with --cms-online, its CMS levels learn from the next-step error).
-    The same model with memory updates frozen runs on the same steps, and the table
-    says whether adaptation lowered the mean next-step error.
+    Each step predicts the next and is scored before anything learns from it. With
+    memory the Titan memories write themselves as they read (and, with --cms-online, the
+    CMS levels learn from the next-step error); with layernorm only the LayerNorm
+    weights learn from that error (TENT), memory updates frozen; both does the two. The
+    same model frozen runs on the same steps, and the table compares every method with
+    it (and with the ViT baseline, adapted alike), per step and on average.
     """
     from hopecli.adapt import AdaptConfig, adapt, adapt_figure, load_state, save_state
     from hopecli.errors import StoreMismatchError
@@ -60,6 +76,13 @@ def command(run_dir, clips, store, index, weights, which, cms_online, cms_lr, ba
         raise click.UsageError("--store needs --index")
     if carry and len(clips) < 2:
         raise click.UsageError("--carry continues the state across several --clip; give at least two")
+    if save is not None and len(methods) > 1:
+        raise click.UsageError("--save writes the state of one method; give a single --method")
+    try:
+        cfg = AdaptConfig(methods=methods, cms_online=cms_online, cms_lr=cms_lr, tta_lr=tta_lr,
+                          tta_every=tta_every)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
 
     run = load_run(run_dir, resolve_device(device))
     sources = [dict(clip=c) for c in clips] or [dict(store=store, index=index)]
@@ -75,13 +98,14 @@ def command(run_dir, clips, store, index, weights, which, cms_online, cms_lr, ba
         baseline = other.model
     start = load_state(init_state, run.model, run.device) if init_state is not None else None
 
-    report, state = adapt(run.model, windows, names, AdaptConfig(cms_online, cms_lr), start=start,
-                          carry=carry, baseline=baseline, device=run.device)
-    _table(report, baseline is not None)
+    report, states = adapt(run.model, windows, names, cfg, start=start, carry=carry, baseline=baseline,
+                           device=run.device)
+    _table(report)
     err.print(report.verdict(), highlight=False, soft_wrap=True)
     result = {"run": str(run_dir), "baseline": str(baseline_dir) if baseline_dir else None, **report.to_dict()}
     if save is not None:
-        save_state(state, run.model, save, note=f"hope adapt on {', '.join(names)}")
+        note = f"hope adapt --method {methods[0]} on {', '.join(names)}"
+        save_state(states[methods[0]], run.model, save, note=note)
         err.print(f"adapted state -> {save}", soft_wrap=True)
         result["saved"] = str(save)
     if png is not None:
@@ -91,21 +115,14 @@ def command(run_dir, clips, store, index, weights, which, cms_online, cms_lr, ba
         click.echo(json.dumps(result, indent=2))
 
 
-def _table(report, with_baseline: bool) -> None:
-    title = "next-step L1 error per step: adapting" + (" (+ CMS online)" if report.cms_online else "")
-    table = Table(title=title + " vs memory frozen")
-    for name in ("clip window", "step", "adapting", "frozen", "adapting - frozen"):
+def _table(report) -> None:
+    table = Table(title="next-step L1 error per step: frozen vs " + ", ".join(report.config.methods))
+    columns = report.columns
+    for name in ("clip window", "step", *(report.label(c) for c in columns)):
         table.add_column(name, justify="right")
-    if with_baseline:
-        table.add_column("ViT baseline", justify="right")
     for s in report.steps:
-        row = [s.clip, str(s.step), f"{s.adapting:.4f}", f"{s.frozen:.4f}", f"{s.adapting - s.frozen:+.4f}"]
-        if with_baseline:
-            row.append(f"{s.baseline:.4f}")
-        table.add_row(*row)
-    means = ["mean", "", f"{report.mean('adapting'):.4f}", f"{report.mean('frozen'):.4f}",
-             f"{report.mean('adapting') - report.mean('frozen'):+.4f}"]
-    if with_baseline:
-        means.append(f"{report.mean('baseline'):.4f}")
-    table.add_row(*means, style="bold")
+        table.add_row(s.clip, str(s.step), *(f"{s.errors[c]:.4f}" for c in columns))
+    table.add_row("mean", "", *(f"{report.mean(c):.4f}" for c in columns), style="bold")
+    changes = ("" if c == columns[0] else f"{100 * report.change(c):+.2f}%" for c in columns)
+    table.add_row("vs frozen", "", *changes)
     err.print(table)
