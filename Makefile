@@ -24,6 +24,7 @@ man: $(STAMP)
 # The main job end to end on the shipped sample data with the embedded default encoder:
 # extract -> train (ViT naive + joint, HOPE and hybrid naive, CPU-sized presets) -> eval
 # -> test-time adaptation on the held-out friction clip -> a rollout picture.
+# The ViT runs use 5 blocks so that they match hope_tiny's parameter count (196,800 vs 197,632).
 DEMO ?= demo_out
 HOPE := $(VENV)/bin/hope
 DEMO_TASKS ?= low,mid,high
@@ -32,8 +33,8 @@ DEMO_TRAIN ?= --tasks $(DEMO_TASKS) --steps 100 --batch-size 8 --lr 2e-3 --val-f
 demo: $(STAMP)
 	$(HOPE) extract sample_data --out $(DEMO)/sample.zarr --allow-skips
 	@echo "feature store: $(DEMO)/sample.zarr"
-	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_naive --preset vit_tiny --strategy naive $(DEMO_TRAIN)
-	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_joint --preset vit_tiny --strategy joint $(DEMO_TRAIN)
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_naive --preset vit_tiny --pattern TTTTT --strategy naive $(DEMO_TRAIN)
+	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/vit_joint --preset vit_tiny --pattern TTTTT --strategy joint $(DEMO_TRAIN)
 	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/hope_naive --preset hope_tiny --strategy naive $(DEMO_TRAIN)
 	$(HOPE) train $(DEMO)/sample.zarr --out $(DEMO)/hybrid_naive --preset hybrid_tiny --strategy naive $(DEMO_TRAIN)
 	$(HOPE) eval $(DEMO)/vit_naive $(DEMO)/vit_joint $(DEMO)/hope_naive $(DEMO)/hybrid_naive \
