@@ -1,21 +1,48 @@
 """Continual-learning metrics, per-horizon errors and figures: the library behind `hope eval`.
 
-A run's results.json holds error matrices R (rows: after experience i, columns: task j;
-lower is better) for teacher-forcing and jump error, the errors of the untrained model,
-and the validation error per rollout horizon. From R:
+A run's results.json holds error matrices R (rows: after experience i, columns: partition
+j, the base partition first when the run has one; lower is better) for teacher-forcing and
+jump error, the errors of the untrained model, and the validation error per rollout
+horizon. Two metric families come from the same R; first_trained[j] is the row of the
+experience that first trains partition j (j for one partition per experience, 0 for every
+partition of a joint run).
 
-- Avg Error: mean of the last row (every task after all training).
-- Plasticity: mean over tasks of the error right after the experience that first trained
-  the task (R[j][j] for one task per experience).
-- Forgetting: mean over tasks learned before the last experience of the final error minus
-  the best (lowest) error from the experience that learned the task up to the one before
-  the last.
-- Backward transfer: mean over the same tasks of (error right after learning - final error);
-  positive when later experiences lowered the error of earlier tasks.
-- Forward transfer: mean over tasks first trained after experience 0 of (error of the
-  untrained model - error just before the task's own experience); positive when earlier
-  tasks already helped.
+Ours (`continual_metrics`, one number each):
+
+- Avg Error: mean of the last row (every partition after all training).
+- Plasticity: mean over partitions of the error right after the experience that first
+  trained it (R[j][j] for one partition per experience).
+- Forgetting: mean over partitions learned before the last experience of the final error
+  minus the best (lowest) error from the experience that learned the partition up to the
+  one before the last.
+- Backward transfer: mean over the same partitions of (error right after learning - final
+  error); positive when later experiences lowered the error of earlier partitions.
+- Forward transfer: mean over partitions first trained after experience 0 of (error of
+  the untrained model - error just before the partition's own experience); positive when
+  earlier experiences already helped.
 - Gap Closed = (naive - model) / (naive - joint) on Avg Error, against baseline runs.
+
+The seeds' (`stream_metrics`; their pipeline's src/utils/cl_metrics.py, whose R is square
+with experience 0 = base training): per row i, "seen" partitions are those with
+first_trained[j] <= i, "future" ones the rest.
+
+- Stream error (their Top1_L1_Stream): mean of R[i][j] over the seen j.
+- Experience forgetting EF[i][j], for j learned before row i: R[i][j] minus the lowest
+  R[k][j] over every earlier row k < i, rows before j's own training included (theirs;
+  ours counts only rows from j's training on).
+- Stream forgetting: mean of EF[i][j] over the j learned before row i; 0 on a row with
+  none (their value after base training).
+- Backward transfer (theirs, after Lopez-Paz & Ranzato): mean over the j learned before
+  row i of R[i][j] - R[first_trained[j]][j]: positive means the error grew, the opposite
+  sign of ours.
+- Forward transfer (theirs): mean of R[i][j] over the future j, the zero-shot error on
+  partitions not trained yet (an error, lower is better; not a difference); none on the
+  last row.
+
+They are reported per row and as final values: the last row's stream error, stream
+forgetting and backward transfer, and (ours, as their last row has none) the mean over
+rows of the forward transfer. As in their code, a missing (NaN) error makes a row's stream
+error and forward transfer missing, while forgetting and backward transfer skip it.
 
 Metrics with nothing to average (forgetting of a joint run, which learns everything in its
 only experience) are None, shown as "-".
@@ -34,6 +61,7 @@ from hopecli.train.rundir import RESULTS, atomic_write, json_safe, read_json
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 METRIC_KEYS = ("avg_error", "forgetting", "plasticity", "backward_transfer", "forward_transfer")
+STREAM_KEYS = ("stream_error", "stream_forgetting", "backward_transfer", "forward_transfer")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -77,6 +105,59 @@ def continual_metrics(
     return metrics
 
 
+def _nan_mean(values: list[float]) -> float | None:
+    """Mean of the finite values (None when there are none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _strict_mean(values: list[float]) -> float | None:
+    """Mean, None when there is nothing to average or a value is missing (NaN)."""
+    return float(np.mean(values)) if values and np.all(np.isfinite(values)) else None
+
+
+def stream_metrics(R: Sequence[Sequence[float | None]], first_trained: Sequence[int] | None = None) -> dict:
+    """The seeds' metric family of the module docstring from R [rows, columns].
+
+    R may hold None / NaN for missing errors and fewer rows than experiences (a run not
+    finished: future rows are simply absent). Returns per-row lists "stream_error",
+    "stream_forgetting", "backward_transfer", "forward_transfer" and the matrix
+    "experience_forgetting" [rows][columns] (None where j was not learned before row i).
+    """
+    R = np.array([[np.nan if v is None else v for v in row] for row in R], dtype=np.float64)
+    if R.ndim != 2 or R.size == 0:
+        raise ValueError(f"R must be a non-empty [experiences, partitions] matrix, got shape {R.shape}")
+    n_rows, n_cols = R.shape
+    first = list(range(n_cols)) if first_trained is None else [int(f) for f in first_trained]
+    if len(first) != n_cols or any(f < 0 for f in first):
+        raise ValueError(f"first_trained must give a row >= 0 for each of {n_cols} partitions, got {first!r}")
+    out: dict[str, list] = {k: [] for k in (*STREAM_KEYS, "experience_forgetting")}
+    for i in range(n_rows):
+        seen = [j for j in range(n_cols) if first[j] <= i]
+        learned = [j for j in range(n_cols) if first[j] < i]
+        future = [j for j in range(n_cols) if first[j] > i]
+        ef: list[float | None] = [None] * n_cols
+        for j in learned:
+            past = R[:i, j]
+            if np.isfinite(R[i, j]) and np.isfinite(past).any():
+                ef[j] = float(R[i, j] - np.nanmin(past))
+        out["experience_forgetting"].append(ef)
+        out["stream_error"].append(_strict_mean([R[i, j] for j in seen]))
+        out["stream_forgetting"].append(
+            _nan_mean([np.nan if ef[j] is None else ef[j] for j in learned]) if learned else 0.0)
+        out["backward_transfer"].append(_nan_mean([R[i, j] - R[first[j], j] for j in learned]))
+        out["forward_transfer"].append(_strict_mean([R[i, j] for j in future]))
+    return out
+
+
+def final_stream_metrics(per_row: dict) -> dict[str, float | None]:
+    """The final values: last row of stream error, stream forgetting and backward transfer;
+    forward transfer averaged over the rows that have one."""
+    final = {k: per_row[k][-1] for k in ("stream_error", "stream_forgetting", "backward_transfer")}
+    final["forward_transfer"] = _mean([v for v in per_row["forward_transfer"] if v is not None])
+    return final
+
+
 def gap_closed(model: float, naive: float, joint: float) -> float:
     """(naive - model) / (naive - joint): 0 at the naive baseline, 1 at the joint one."""
     if naive == joint:
@@ -87,7 +168,7 @@ def gap_closed(model: float, naive: float, joint: float) -> float:
 
 
 def run_metrics(results: dict) -> dict[str, dict | None]:
-    """Continual metrics of a run's results.json for each error kind.
+    """Our continual metrics of a run's results.json for each error kind.
 
     None for a kind when the run has not finished every experience.
     """
@@ -106,16 +187,33 @@ def run_metrics(results: dict) -> dict[str, dict | None]:
     return out
 
 
+def run_stream_metrics(results: dict) -> dict[str, dict | None]:
+    """The seeds' metric family of a run's results.json for each error kind: the per-row
+    values of the rows there are, and "final" (None until every experience is done)."""
+    n_exp = len(results["experiences"])
+    out: dict[str, dict | None] = {}
+    for kind in ERROR_KINDS:
+        R = results["R"][kind]
+        if not R:
+            out[kind] = None
+            continue
+        per_row = stream_metrics(R, results["first_trained"])
+        out[kind] = json_safe({**per_row, "final": final_stream_metrics(per_row) if len(R) == n_exp else None})
+    return out
+
+
 @dataclass
 class RunReport:
     """What `hope eval` shows for one run."""
 
     run: str
     strategy: str
-    tasks: list[str]
+    base_task: str | None
+    tasks: list[str]  # the R columns (the base partition first, when there is one)
     experiences: list[str]
     R: dict[str, list[list[float | None]]]
-    metrics: dict[str, dict | None]
+    metrics: dict[str, dict | None]  # ours, per error kind
+    stream: dict[str, dict | None]  # the seeds' family, per error kind
     horizon: dict | None  # {"steps": H, "tasks": {task: [H errors]}, "mean": [H errors]}
     complete: bool
     figure: str | None = None
@@ -139,15 +237,15 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
                     device: str = "auto") -> dict:
     """Error per rollout horizon of a run's final checkpoint on its validation clips.
 
-    The validation clips are those of training (same seed, tasks and fraction), read from
+    The validation clips are those of training (same partitions, seed and split), read from
     `store_path` (default: the store recorded in config.json), whose encoder must match.
     """
     from hopecli.data.store import FeatureStore
     from hopecli.errors import StoreMismatchError
     from hopecli.train.checkpoint import load_model
     from hopecli.train.config import TrainConfig
-    from hopecli.train.continual import protocol_tasks
-    from hopecli.train.data import clip_shape, split_clips
+    from hopecli.train.continual import held_out, protocol_tasks
+    from hopecli.train.data import clip_shape
     from hopecli.train.distributed import World, resolve_device
     from hopecli.train.validate import evaluate_clips
 
@@ -162,10 +260,10 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
     steps = horizon or cfg.horizon or T - 1
     if steps > T - 1:
         raise HopeError(f"{store.path}: clips of {T} steps allow a horizon of at most {T - 1}, asked {steps}")
-    split = split_clips(store, tasks, cfg.val_fraction, cfg.seed)
+    split = held_out(store, tasks, cfg)
     world = World(device=dev)
     per_task = {t: evaluate_clips(model, store, split.val[t], world=world, batch_size=cfg.eval_batch_size,
-                                  horizon=steps)["horizon"] for t in tasks}
+                                  horizon=steps, jump_k=cfg.loss.jump_k)["horizon"] for t in tasks}
     return {"steps": steps, "tasks": per_task}
 
 
@@ -201,10 +299,10 @@ def evaluate_runs(
         if horizon is not None or store is not None:
             per_horizon = measure_horizon(run, horizon, store)
         reports.append(RunReport(
-            run=str(run), strategy=results.get("strategy", "?"), tasks=list(results["tasks"]),
-            experiences=[e["name"] for e in results["experiences"]], R=json_safe(results["R"]),
-            metrics=run_metrics(results), horizon=_with_mean(per_horizon),
-            complete=bool(results.get("complete")),
+            run=str(run), strategy=results.get("strategy", "?"), base_task=results.get("base_task"),
+            tasks=list(results["tasks"]), experiences=[e["name"] for e in results["experiences"]],
+            R=json_safe(results["R"]), metrics=run_metrics(results), stream=run_stream_metrics(results),
+            horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
         ))
     baselines = {}
     if naive is not None:
@@ -231,18 +329,20 @@ def evaluate_runs(
 
 
 def save_figure(reports: Sequence[RunReport], path: Path) -> None:
-    """One row per run: teacher-forcing R, jump R (heat maps), error vs rollout horizon."""
+    """One row per run: teacher-forcing R and jump R (heat maps), the seeds' stream error and
+    stream forgetting per experience, error vs rollout horizon."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(reports), 3, figsize=(13, 3.8 * len(reports)), squeeze=False)
+    fig, axes = plt.subplots(len(reports), 4, figsize=(19, 3.8 * len(reports)), squeeze=False)
     for row, report in zip(axes, reports):
         name = Path(report.run).name
         for ax, kind in zip(row[:2], ERROR_KINDS):
             _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error R[i][j]")
-        ax = row[2]
+        _stream_plot(row[2], report, name)
+        ax = row[3]
         if report.horizon is not None:
             steps = np.arange(1, report.horizon["steps"] + 1)
             for task, errors in report.horizon["tasks"].items():
@@ -260,14 +360,39 @@ def save_figure(reports: Sequence[RunReport], path: Path) -> None:
     plt.close(fig)
 
 
+def _stream_plot(ax, report: RunReport, name: str) -> None:
+    """Stream error (solid, left axis) and stream forgetting (dashed, right axis: it is
+    usually far smaller) per experience, for both error kinds."""
+    right = ax.twinx()
+    for kind, color in zip(ERROR_KINDS, ("C0", "C1")):
+        family = report.stream.get(kind)
+        if family is None:
+            continue
+        rows = np.arange(len(family["stream_error"]))
+        label = kind.replace("_", "-")
+        for axis, key, style in ((ax, "stream_error", "-"), (right, "stream_forgetting", "--")):
+            values = np.array([np.nan if v is None else v for v in family[key]], dtype=float)
+            axis.plot(rows, values, style, color=color, marker="o", label=f"{label} {key.replace('_', ' ')}")
+    ax.set_xticks(range(len(report.experiences)), [f"after {e}" for e in report.experiences],
+                  rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("stream error (L1)")
+    right.set_ylabel("stream forgetting (L1)")
+    ax.set_title(f"{name}: stream error / forgetting (seeds' metrics)", fontsize=10)
+    handles = [h for a in (ax, right) for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
+
+
 def _heatmap(ax, report: RunReport, kind: str, title: str) -> None:
-    R = np.array(report.R[kind], dtype=np.float64).reshape(-1, len(report.tasks))
+    R = np.array([[np.nan if v is None else v for v in row] for row in report.R[kind]],
+                 dtype=np.float64).reshape(-1, len(report.tasks))
     im = ax.imshow(R, cmap="viridis_r", aspect="auto")
     for (i, j), v in np.ndenumerate(R):
         ax.text(j, i, "-" if np.isnan(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
                 color="k" if np.isnan(v) or v < np.nanmean(R) else "w")
-    ax.set_xticks(range(len(report.tasks)), [t or "(unlabelled)" for t in report.tasks])
-    ax.set_yticks(range(R.shape[0]), [f"after {e}" for e in report.experiences[: R.shape[0]]])
-    ax.set_xlabel("evaluated on task")
+    ax.set_xticks(range(len(report.tasks)), [t or "(unlabelled)" for t in report.tasks], rotation=30,
+                  ha="right", fontsize=8)
+    ax.set_yticks(range(R.shape[0]), [f"after {e}" for e in report.experiences[: R.shape[0]]], fontsize=8)
+    base = f" (base: {report.base_task})" if report.base_task is not None else ""
+    ax.set_xlabel(f"evaluated on partition{base}")
     ax.set_title(title, fontsize=10)
     ax.figure.colorbar(im, ax=ax, fraction=0.046)

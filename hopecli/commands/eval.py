@@ -10,6 +10,12 @@ from rich.table import Table
 
 from hopecli.console import err
 
+STREAM_LABELS = {
+    "stream_error": "Stream Error",
+    "stream_forgetting": "Stream Forgetting",
+    "backward_transfer": "BWT (error change)",
+    "forward_transfer": "FWT (future error)",
+}
 LABELS = {
     "avg_error": "Avg Error",
     "forgetting": "Forgetting",
@@ -27,7 +33,8 @@ def _cell(value, percent: bool = False) -> str:
 
 
 def _r_table(run: dict, kind: str) -> Table:
-    table = Table(title=f"{run['run']}: {kind.replace('_', '-')} error R[i][j] ({run['strategy']})")
+    base = f", base partition {run['base_task']}" if run["base_task"] is not None else ""
+    table = Table(title=f"{run['run']}: {kind.replace('_', '-')} error R[i][j] ({run['strategy']}{base})")
     table.add_column("after experience")
     for task in run["tasks"]:
         table.add_column(task or "(unlabelled)", justify="right")
@@ -49,6 +56,36 @@ def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
             table.add_row(run["run"], *(["unfinished"] + ["-"] * (len(keys) - 1)))
         else:
             table.add_row(run["run"], *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
+    return table
+
+
+def _stream_rows_table(run: dict, kind: str) -> Table | None:
+    """The seeds' metrics of one run per experience (row of R)."""
+    family = run["stream"][kind]
+    if family is None:
+        return None
+    table = Table(title=f"{run['run']}: seeds' metrics per experience, {kind.replace('_', '-')} error")
+    table.add_column("after experience")
+    for key in STREAM_LABELS:
+        table.add_column(STREAM_LABELS[key], justify="right")
+    for i, name in enumerate(run["experiences"][: len(family["stream_error"])]):
+        table.add_row(name, *(_cell(family[key][i]) for key in STREAM_LABELS))
+    return table
+
+
+def _stream_table(runs: list[dict], kind: str) -> Table:
+    """The seeds' final metrics of every run."""
+    table = Table(title=f"seeds' metric family, final, {kind.replace('_', '-')} error (lower is better; "
+                        "FWT: mean over experiences)")
+    table.add_column("run")
+    for key in STREAM_LABELS:
+        table.add_column(STREAM_LABELS[key], justify="right")
+    for run in runs:
+        final = (run["stream"][kind] or {}).get("final")
+        if final is None:
+            table.add_row(run["run"], *(["unfinished"] + ["-"] * (len(STREAM_LABELS) - 1)))
+        else:
+            table.add_row(run["run"], *(_cell(final[k]) for k in STREAM_LABELS))
     return table
 
 
@@ -85,12 +122,28 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
     \b
-    R[i][j] is the error on task j after experience i (teacher-forcing and jump error).
-    Avg Error: mean of the last row. Forgetting: mean over earlier tasks of final error
-    minus best earlier error. Plasticity: mean of R[j][j]. BWT / FWT: backward and
-    forward transfer. Gap Closed = (naive - run) / (naive - joint) on Avg Error, with
-    --naive and --joint baseline runs. Each run also gets RUN/eval.png (R heat maps and
-    error vs rollout horizon).
+    R[i][j] is the error on partition j (the base first, if the run has one) after
+    experience i, for teacher-forcing and for jump error. Two metric families, each
+    for both matrices:
+
+    \b
+    Ours: Avg Error: mean of the last row. Forgetting: mean over earlier partitions of
+    final error minus best error since learning it. Plasticity: mean of R[j][j]. BWT:
+    mean of (error after learning - final error), FWT: mean of (untrained error - error
+    just before learning); positive transfer helps. Gap Closed = (naive - run) /
+    (naive - joint) on Avg Error, with --naive and --joint baseline runs.
+
+    \b
+    The seeds' (per experience i, and final): Stream Error: mean of R[i][j] over the
+    partitions trained so far. Experience / Stream Forgetting: R[i][j] minus the lowest
+    earlier R[k][j], per partition / averaged. BWT: mean of (R[i][j] - error right
+    after learning j): positive means the error grew. FWT: mean error on partitions not
+    trained yet (final: mean over experiences).
+
+    \b
+    Each run also gets RUN/eval.png: both R heat maps, stream error and forgetting per
+    experience, error vs rollout horizon. --json prints everything, per-row values and
+    the experience-forgetting matrices included.
     """
     from hopecli.evaluate import ERROR_KINDS, evaluate_runs
 
@@ -98,8 +151,14 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     for run in report["runs"]:
         for kind in ERROR_KINDS:
             err.print(_r_table(run, kind))
+        for kind in ERROR_KINDS:
+            table = _stream_rows_table(run, kind)
+            if table is not None:
+                err.print(table)
     for kind in ERROR_KINDS:
         err.print(_metrics_table(report["runs"], kind, report["baselines"] is not None))
+    for kind in ERROR_KINDS:
+        err.print(_stream_table(report["runs"], kind))
     table = _horizon_table(report["runs"])
     if table is not None:
         err.print(table)

@@ -19,6 +19,7 @@ from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import KINDS, RULES, TitanConfig
 from hopecli.model.presets import PRESETS
 from hopecli.train.config import STRATEGIES
+from hopecli.train.optim import SCHEDULES
 
 # set from the store, not the command line
 DATA_FIELDS = ("input_dim", "action_dim", "state_dim", "patches_per_step", "grid", "memory")
@@ -62,6 +63,20 @@ def _tuple_of(kind: type):
             return tuple(kind(v) for v in value.split(","))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__}") from None
+    return convert
+
+
+def _budget(kind: type):
+    """--steps / --epochs: one value for every task, or a comma-separated list, one per task."""
+    items = _tuple_of(kind)
+
+    def convert(ctx, param, value):
+        values = items(ctx, param, value)
+        if values is None:
+            return None
+        if any(not v > 0 for v in values):
+            raise click.BadParameter(f"{value!r}: every budget must be > 0")
+        return values[0] if len(values) == 1 else values
     return convert
 
 
@@ -114,18 +129,30 @@ def _model_overrides(kwargs: dict) -> dict:
 
 TRAIN_OPTIONS = [
     click.Option(["--tasks"], default=None, metavar="A,B,...",
-                 help="Task labels in training order [default: every label of the store]."),
+                 help="Task labels in training order [default: every label of the store but the base task]."),
+    click.Option(["--base-task"], default=None, metavar="NAME",
+                 help="A base-training experience on this label first (the seeds' protocol); it is "
+                      "column 0 of R, evaluated after every experience like the tasks."),
     click.Option(["--strategy"], type=click.Choice(STRATEGIES), default="naive", show_default=True,
-                 help="naive: one task after another; joint: all at once; replay: naive plus a "
-                      "reservoir buffer of earlier clips in every batch."),
-    click.Option(["--steps"], type=click.IntRange(min=1), default=None,
-                 help="Optimizer steps per task (joint: times the number of tasks)."),
-    click.Option(["--epochs"], type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Epochs per task over its training clips, instead of --steps."),
+                 help="naive: one partition after another (base first); joint: all at once, as many "
+                      "steps as naive's together; replay: naive plus a reservoir buffer of earlier "
+                      "clips (base included) in every batch."),
+    click.Option(["--steps"], default=None, metavar="N|N1,N2,...", callback=_budget(int),
+                 help="Optimizer steps per task: one number for every task or one per task."),
+    click.Option(["--epochs"], default=None, metavar="X|X1,X2,...", callback=_budget(float),
+                 help="Epochs per task over its training clips, instead of --steps: one number or one per task."),
+    click.Option(["--base-steps"], type=click.IntRange(min=1), default=None,
+                 help="Optimizer steps of the base experience [default: the tasks' single --steps/--epochs]."),
+    click.Option(["--base-epochs"], type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Epochs of the base experience, instead of --base-steps."),
     click.Option(["--batch-size"], type=click.IntRange(min=1), default=16, show_default=True,
                  help="Global batch (split evenly over torchrun processes)."),
     click.Option(["--val-fraction"], type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-                 show_default=True, help="Share of every task's videos held out for validation (at least one)."),
+                 show_default=True, help="Share of every partition's videos held out for validation "
+                                         "(at least one), drawn with --seed."),
+    click.Option(["--val-clips"], type=click.IntRange(min=1), default=None,
+                 help="Hold out the last N videos of every partition in store order instead (the seeds' "
+                      "split; an import keeps clip-number order)."),
     click.Option(["--seed"], type=int, default=0, show_default=True,
                  help="Seed of the initialisation, the split, the batch order and the jump targets."),
     click.Option(["--replay-size"], type=click.IntRange(min=1), default=256, show_default=True,
@@ -155,13 +182,23 @@ TRAIN_OPTIONS = [
                  show_default=True, help="Steps of the rollout loss."),
     click.Option(["--jump-weight", "loss__jump_weight"], type=click.FloatRange(min=0), default=1.0,
                  show_default=True, help="Weight of the jump loss (step 0 to a random step tau)."),
+    click.Option(["--jump-k", "loss__jump_k"], type=click.IntRange(min=1), default=None,
+                 help="Draw tau from the last K steps of the clip (the seeds: 3 of 8), also in the "
+                      "jump error of evaluation [default: every step 1..T-1]."),
     # optimizer
     click.Option(["--lr", "optim__lr"], type=click.FloatRange(min=0, min_open=True), default=2.5e-4,
                  show_default=True, help="Peak AdamW learning rate."),
+    click.Option(["--schedule", "optim__schedule"], type=click.Choice(SCHEDULES), default="cosine",
+                 show_default=True, help="lr schedule of every experience: warm-up then cosine, or warm-up, "
+                                         "constant, linear decay (wsd, the seeds' schedule)."),
     click.Option(["--min-lr-ratio", "optim__min_lr_ratio"], type=click.FloatRange(0, 1), default=0.0,
-                 show_default=True, help="The cosine ends at lr times this."),
+                 show_default=True, help="The cosine or the decay ends at lr times this."),
     click.Option(["--warmup-steps", "optim__warmup_steps"], type=click.IntRange(min=0), default=10,
                  show_default=True, help="Linear warm-up steps at the start of every experience."),
+    click.Option(["--warmup-fraction", "optim__warmup_fraction"], type=click.FloatRange(0, 1), default=None,
+                 help="Warm-up as this share of every experience's steps, instead of --warmup-steps."),
+    click.Option(["--decay-fraction", "optim__decay_fraction"], type=click.FloatRange(0, 1), default=0.1,
+                 show_default=True, help="wsd: share of every experience's steps spent in the linear decay."),
     click.Option(["--weight-decay", "optim__weight_decay"], type=click.FloatRange(min=0), default=0.04,
                  show_default=True, help="AdamW weight decay (matrices only)."),
     click.Option(["--grad-clip", "optim__grad_clip"], type=click.FloatRange(min=0), default=1.0,
@@ -209,12 +246,25 @@ def command(store, run_dir, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 
     \b
-    Tasks (store task labels) are learned one after another (--strategy naive, or replay)
-    or all at once (joint). After every experience the model is evaluated on held-out
-    clips of every task (rows of the error matrix R); a checkpoint follows each
-    experience. Losses: teacher forcing, autoregressive rollout and jump prediction, L1
-    against layer-normed targets. Under `torchrun --nproc_per_node N` the same command
-    trains with DDP.
+    Partitions are store task labels: an optional --base-task, trained first, then the
+    --tasks one after another (--strategy naive, or replay), each with its own budget
+    (--base-steps/--base-epochs, and --steps/--epochs with one value or one per task),
+    or all at once (joint). After every experience the model is evaluated on fixed
+    held-out clips of every partition, future ones too (--val-clips N: the last N of
+    each, as the seeds; or --val-fraction), giving a row of the error matrices R
+    (teacher-forcing and jump error, a column per partition); a checkpoint follows each
+    experience. Losses: teacher forcing over the T-1 next steps, autoregressive rollout
+    and jump prediction (tau from --jump-k last steps), L1 against layer-normed
+    targets, weighted by --teacher-weight, --rollout-weight, --jump-weight. The lr
+    follows --schedule cosine or wsd (warm-up, constant, decay by fractions of each
+    experience). Under `torchrun --nproc_per_node N` the same command trains with DDP.
+
+    \b
+    The seeds' study (base, then five shifts), e.g.:
+      hope train study.zarr --out runs/hope --base-task base \\
+        --tasks scaling,dissipation,discretization,kinematics,compositional \\
+        --base-epochs 40 --epochs 10 --val-clips 100 --rollout-weight 0 --jump-k 3 \\
+        --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1
     """
     from hopecli.data.store import FeatureStore
     from hopecli.model import PredictorConfig
@@ -237,6 +287,9 @@ def command(store, run_dir, resume, preset, **kwargs):
     else:
         if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
             raise click.UsageError("give one of --steps and --epochs (per task)")
+        both = _given(ctx, ["val_fraction", "val_clips"])
+        if len(both) == 2:
+            raise click.UsageError("give one of --val-fraction and --val-clips")
         train_cfg = _checked(lambda: _train_config(kwargs))
     fs = FeatureStore.open(store)
     if not resume:

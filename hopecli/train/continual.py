@@ -1,11 +1,14 @@
 """The continual-learning protocol behind `hope train`: experiences, evaluations, R matrices.
 
-Tasks are groups of clips (store task labels). The run trains through a sequence of
-experiences (naive / replay: one task each, in the given order; joint: one experience on
-all tasks), evaluates the untrained model and, after every experience, the model on the
-fixed validation clips of every task (teacher-forcing and jump error: one row of each R
-matrix), checkpoints, and finally measures the error per rollout horizon. Everything the
-run has learned so far lives in the checkpoint, so `resume` continues bit for bit.
+Partitions are groups of clips (store task labels): an optional base partition, then the
+tasks (the seeds' protocol: base training, then five shifts one after another). The run
+trains through a sequence of experiences (naive / replay: one partition each, base first;
+joint: one experience on all of them), each with its own step budget; it evaluates the
+untrained model and, after every experience, the model on the fixed held-out clips of
+every partition, future ones included (teacher-forcing and jump error: one row of each R
+matrix, one column per partition), checkpoints, and finally measures the error per
+rollout horizon. Everything the run has learned so far lives in the checkpoint, so
+`resume` continues bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from hopecli.errors import HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
 from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
 from hopecli.train.config import TrainConfig
-from hopecli.train.data import BatchPlan, clip_shape, reservoir, split_clips
+from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
 from hopecli.train.distributed import World, barrier, init_from_env
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
@@ -59,29 +62,46 @@ def check_model_fits_store(model_cfg: PredictorConfig, store) -> None:
 
 @dataclass
 class Protocol:
-    tasks: list[str]
+    tasks: list[str]  # the R columns: the base partition (if any), then the tasks in order
+    base: str | None
     experiences: list[Experience]
     val: dict[str, list[int]]
-    first_trained: list[int]
+    first_trained: list[int]  # per column: the row of the experience that first trains it
 
 
 def protocol_tasks(store, cfg: TrainConfig) -> list[str]:
-    """The run's task labels in order: cfg.tasks, or every label of the store."""
+    """The run's partitions in column order: the base task (if any), then cfg.tasks or every
+    other label of the store."""
     available = store.task_names()
-    tasks = list(cfg.tasks) if cfg.tasks is not None else available
-    unknown = [t for t in tasks if t not in available]
+    tasks = list(cfg.tasks) if cfg.tasks is not None else [t for t in available if t != cfg.base_task]
+    parts = ([cfg.base_task] if cfg.base_task is not None else []) + tasks
+    unknown = [t for t in parts if t not in available]
     if unknown:
         raise HopeError(f"{store.path}: no clips with task label(s) {unknown!r}; the store has {available!r}")
-    return tasks
+    if not tasks:
+        raise HopeError(f"{store.path}: no task to learn after the base task {cfg.base_task!r}; "
+                        f"the store has {available!r}")
+    return parts
+
+
+def held_out(store, parts: list[str], cfg: TrainConfig) -> Split:
+    """Training and validation clips of every partition (TrainConfig: val_clips or val_fraction)."""
+    if cfg.val_clips is not None:
+        return split_last(store, parts, cfg.val_clips)
+    return split_clips(store, parts, cfg.val_fraction, cfg.seed)
 
 
 def plan_protocol(store, cfg: TrainConfig, world: World) -> Protocol:
-    """Tasks, validation clips and the experiences (with their batch plans) of a run."""
-    tasks = protocol_tasks(store, cfg)
+    """Partitions, validation clips and the experiences (with their batch plans) of a run."""
+    parts = protocol_tasks(store, cfg)
     if cfg.batch_size % world.size:
         raise HopeError(f"batch size {cfg.batch_size} does not split evenly over {world.size} processes")
-    split = split_clips(store, tasks, cfg.val_fraction, cfg.seed)
-    groups = [tuple(tasks)] if cfg.strategy == "joint" else [(t,) for t in tasks]
+    try:
+        budgets = dict(zip(parts, cfg.budgets(len(parts) - (cfg.base_task is not None))))
+    except ValueError as e:
+        raise HopeError(f"{store.path}: {e}") from None
+    split = held_out(store, parts, cfg)
+    groups = [tuple(parts)] if cfg.strategy == "joint" else [(t,) for t in parts]
     experiences = []
     for i, group in enumerate(groups):
         indices = sorted(k for t in group for k in split.train[t])
@@ -89,15 +109,15 @@ def plan_protocol(store, cfg: TrainConfig, world: World) -> Protocol:
         replay = reservoir(earlier, cfg.replay_size, cfg.seed) if cfg.strategy == "replay" and earlier else []
         replay_count = round(cfg.replay_fraction * cfg.batch_size) if replay else 0
         fresh = cfg.batch_size - replay_count
-        if cfg.steps is not None:
-            steps = cfg.steps * len(group)
-        else:
-            steps = max(1, math.ceil(cfg.epochs * len(indices) / fresh))
+        steps = 0
+        for t in group:
+            kind, value = budgets[t]
+            steps += int(value) if kind == "steps" else max(1, math.ceil(value * len(split.train[t]) / fresh))
         name = "joint" if cfg.strategy == "joint" else group[0]
         plan = BatchPlan(indices, cfg.batch_size, cfg.seed, f"experience{i}", replay, replay_count)
         experiences.append(Experience(i, name, group, plan, steps))
-    first = [next(i for i, g in enumerate(groups) if t in g) for t in tasks]
-    return Protocol(tasks, experiences, split.val, first)
+    first = [next(i for i, g in enumerate(groups) if t in g) for t in parts]
+    return Protocol(parts, cfg.base_task, experiences, split.val, first)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -106,7 +126,7 @@ def _finite_or_none(x: float) -> float | None:
 
 def _evaluate_tasks(model, store, protocol: Protocol, cfg: TrainConfig, world: World, horizon: int = 0) -> dict:
     return {t: evaluate_clips(model, store, protocol.val[t], world=world, batch_size=cfg.eval_batch_size,
-                              horizon=horizon) for t in protocol.tasks}
+                              horizon=horizon, jump_k=cfg.loss.jump_k) for t in protocol.tasks}
 
 
 def _row(per_task: dict, kind: str) -> list[float | None]:
@@ -117,6 +137,7 @@ def _results(protocol: Protocol, cfg: TrainConfig, progress: dict, horizon: dict
     return {
         "hope_version": __version__,
         "strategy": cfg.strategy,
+        "base_task": protocol.base,
         "tasks": protocol.tasks,
         "experiences": [{"name": e.name, "tasks": list(e.tasks), "steps": e.steps} for e in protocol.experiences],
         "first_trained": protocol.first_trained,
@@ -146,15 +167,18 @@ def train(
     world = world or init_from_env(cfg.device)
     run_dir = Path(run_dir)
     check_model_fits_store(model_cfg, store)
-    config = {"hope_version": __version__, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
-              "store": store_info(store)}
-    _prepare_run_dir(run_dir, config, resume, world)
     protocol = plan_protocol(store, cfg, world)
     clip_steps = clip_shape(store)[0]
     horizon = cfg.horizon or clip_steps - 1
     if horizon > clip_steps - 1:
         raise HopeError(f"{store.path}: clips of {clip_steps} steps allow a horizon of at most "
                         f"{clip_steps - 1}, asked {horizon}")
+    if cfg.loss.jump_k is not None and cfg.loss.jump_k > clip_steps - 1:
+        raise HopeError(f"{store.path}: clips of {clip_steps} steps allow a jump_k of at most "
+                        f"{clip_steps - 1}, asked {cfg.loss.jump_k}")
+    config = {"hope_version": __version__, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
+              "store": store_info(store)}
+    _prepare_run_dir(run_dir, config, resume, world)  # after every check: a refused run writes nothing
 
     torch.manual_seed(cfg.seed)
     model = Predictor(model_cfg).to(world.device)
@@ -253,6 +277,12 @@ def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World) ->
         if not path.exists():
             raise HopeError(f"{run_dir}: nothing to resume (no {CONFIG})")
         saved = read_json(path)
+        # through the config classes, so fields added since the run started compare as defaults
+        try:
+            saved = {**saved, "model": PredictorConfig.from_dict(saved["model"]).to_dict(),
+                     "train": TrainConfig.from_dict(saved["train"]).to_dict()}
+        except ValueError as e:
+            raise HopeError(f"{path}: {e}") from None
         for section in ("model", "train"):
             diff = sorted(k for k in set(saved[section]) | set(config[section])
                           if saved[section].get(k) != config[section].get(k))

@@ -45,19 +45,25 @@ class Split:
     val: dict[str, list[int]]
 
 
+def _videos(store, task: str) -> dict[str, list[int]]:
+    """The store indices of a task's done clips grouped by source video, in store order."""
+    clip_ids = store.clips
+    groups: dict[str, list[int]] = {}
+    for i in store.indices([task]):
+        groups.setdefault(source_clip(clip_ids[i]), []).append(i)
+    return groups
+
+
 def split_clips(store, tasks: Sequence[str], val_fraction: float, seed: int) -> Split:
     """Hold out a fixed fraction (at least one) of every task's videos for validation.
 
     Windows of the same video stay on the same side. The choice depends on the seed and the
     task label only, so runs with other task orders or strategies validate on the same clips.
     """
-    clip_ids = store.clips
     train: dict[str, list[int]] = {}
     val: dict[str, list[int]] = {}
     for task in tasks:
-        groups: dict[str, list[int]] = {}
-        for i in store.indices([task]):
-            groups.setdefault(source_clip(clip_ids[i]), []).append(i)
+        groups = _videos(store, task)
         names = sorted(groups)
         if len(names) < 2:
             raise HopeError(
@@ -68,6 +74,27 @@ def split_clips(store, tasks: Sequence[str], val_fraction: float, seed: int) -> 
         n_val = min(len(names) - 1, max(1, round(val_fraction * len(names))))
         val[task] = sorted(i for k in order[:n_val] for i in groups[names[k]])
         train[task] = sorted(i for k in order[n_val:] for i in groups[names[k]])
+    return Split(train=train, val=val)
+
+
+def split_last(store, tasks: Sequence[str], count: int) -> Split:
+    """Hold out the last `count` videos of every task, in store order (the seeds' protocol:
+    the last clips of each partition's clip range; an import keeps clip-number order).
+
+    A video's windows stay together, so `count` counts videos; with one window per video,
+    as in an import, it counts clips.
+    """
+    train: dict[str, list[int]] = {}
+    val: dict[str, list[int]] = {}
+    for task in tasks:
+        groups = list(_videos(store, task).values())
+        if len(groups) <= count:
+            raise HopeError(
+                f"{store.path}: task {task!r} has {len(groups)} finished clip(s); holding out the "
+                f"last {count} for validation leaves none to train on"
+            )
+        train[task] = sorted(i for g in groups[:-count] for i in g)
+        val[task] = sorted(i for g in groups[-count:] for i in g)
     return Split(train=train, val=val)
 
 
@@ -125,9 +152,9 @@ class BatchPlan:
                                  self.seed, self.stream, "replay")
         return batch
 
-    def jump_targets(self, step: int, T: int) -> list[int]:
-        """tau in [1, T-1] for every clip of the batch."""
-        return _rng(self.seed, self.stream, "tau", step).integers(1, T, self.batch_size).tolist()
+    def jump_targets(self, step: int, taus: range) -> list[int]:
+        """A tau drawn uniformly from `taus` (losses.jump_range) for every clip of the batch."""
+        return _rng(self.seed, self.stream, "tau", step).integers(taus.start, taus.stop, self.batch_size).tolist()
 
 
 @dataclass

@@ -24,6 +24,7 @@ from hopecli.errors import HopeError
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, prefetch
 from hopecli.train.distributed import World, all_sum, autocast
+from hopecli.train.losses import jump_range
 from hopecli.train.optim import lr_factor, optimizer_step
 from hopecli.train.rundir import MetricsLog
 
@@ -115,10 +116,11 @@ def train_experience(
     task = reporter.progress.add_task(
         f"{exp.index + 1}. {exp.name}", total=exp.steps, completed=start_step, loss="-", speed=""
     )
+    taus = jump_range(clip_steps, cfg.loss.jump_k)
     window_start, window_steps = time.perf_counter(), 0
     for s, batch in zip(range(start_step, exp.steps), prefetch(store, my_clips())):
         batch = batch.to(world.device)
-        tau = torch.tensor(exp.plan.jump_targets(s, clip_steps)[lo:hi], device=world.device)
+        tau = torch.tensor(exp.plan.jump_targets(s, taus)[lo:hi], device=world.device)
         torch.manual_seed(step_seed(cfg.seed, global_step, world.rank))
         with autocast(world.device):
             total, parts, diagnostics = objective(batch.features, batch.actions, batch.states, tau)

@@ -6,8 +6,9 @@ compared by L1 with layer-normed targets (as `app/vjepa_droid/train.py`). Three 
 - teacher forcing: from steps 0..T-2 (all at once, block-causal) predict steps 1..T-1;
 - rollout: autoregressive from step 0 for k steps, each prediction (layer-normed) fed back
   as the next input frame, against steps 1..k;
-- jump: from step 0 alone predict step tau (1 <= tau <= T-1, per sample), told by
-  `target_step` (the predictor's target_pos_embed).
+- jump: from step 0 alone predict step tau (per sample), told by `target_step` (the
+  predictor's target_pos_embed); tau is drawn from `jump_range`: every step 1..T-1, or
+  the last `jump_k` steps of the clip (the seeds' jump_k: 3 of 8 steps, tau in 5..7).
 """
 
 from __future__ import annotations
@@ -29,14 +30,25 @@ def l1_per_clip(pred: Tensor, target: Tensor) -> Tensor:
     return (pred.float() - target.float()).abs().flatten(1).mean(1)
 
 
+def jump_range(T: int, jump_k: int | None) -> range:
+    """The jump targets tau of a clip of T steps: the last jump_k steps, or all of 1..T-1."""
+    if T < 2:
+        raise ValueError(f"jump prediction needs clips of >= 2 steps, got T={T}")
+    if jump_k is not None and jump_k > T - 1:
+        raise ValueError(f"jump_k {jump_k} needs clips of more than {jump_k} steps, got T={T}")
+    return range(T - (jump_k or T - 1), T)
+
+
 @dataclass
 class LossConfig:
-    """Weights of the three losses and the rollout length (V-JEPA 2-AC: 2 steps)."""
+    """Weights of the three losses, the rollout length (V-JEPA 2-AC: 2 steps) and the
+    jump targets (None: every step after the first; k: the last k steps of the clip)."""
 
     teacher_weight: float = 1.0
     rollout_weight: float = 1.0
     rollout_steps: int = 2
     jump_weight: float = 1.0
+    jump_k: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("teacher_weight", "rollout_weight", "jump_weight"):
@@ -44,6 +56,8 @@ class LossConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps!r}")
+        if self.jump_k is not None and self.jump_k < 1:
+            raise ValueError(f"jump_k must be >= 1, got {self.jump_k!r}")
         if self.teacher_weight + self.rollout_weight + self.jump_weight == 0:
             raise ValueError("at least one of teacher_weight, rollout_weight, jump_weight must be > 0")
 

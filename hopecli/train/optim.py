@@ -1,4 +1,5 @@
-"""AdamW with per-group learning-rate scales, warm-up + cosine, and multi-rate stepping.
+"""AdamW with per-group learning-rate scales, a warm-up + cosine or warm-up / constant / decay
+schedule, and multi-rate stepping.
 
 The predictor hands out its parameters as groups (`model.parameter_groups()`): Titan
 memories, CMS levels and everything else, each with an update period. A group of period p
@@ -18,15 +19,25 @@ import torch
 from torch import nn
 
 KINDS = ("titan", "cms", "other")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass
 class OptimConfig:
-    """AdamW and its schedule; the schedule restarts at every experience."""
+    """AdamW and its schedule; the schedule restarts at every experience.
+
+    schedule "cosine": linear warm-up, then a cosine to lr * min_lr_ratio. "wsd" (the seeds'
+    iteration schedule, after V-JEPA 2): linear warm-up, constant at lr, then a linear decay
+    to lr * min_lr_ratio over the last `decay_fraction` of the experience. The warm-up lasts
+    `warmup_steps`, or `warmup_fraction` of the experience's steps when that is set.
+    """
 
     lr: float = 2.5e-4
-    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0  # the cosine or the decay ends at lr * min_lr_ratio
     warmup_steps: int = 10
+    warmup_fraction: float | None = None  # instead of warmup_steps: this share of every experience
+    decay_fraction: float = 0.1  # wsd: the share of every experience spent decaying
     weight_decay: float = 0.04
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
     lr_scale_titan: float = 0.3
@@ -38,8 +49,17 @@ class OptimConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES!r}, got {self.schedule!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction <= 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction!r}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction!r}")
+        if self.schedule == "wsd" and (self.warmup_fraction or 0) + self.decay_fraction > 1:
+            raise ValueError(f"warmup_fraction + decay_fraction must be <= 1, got "
+                             f"{self.warmup_fraction!r} + {self.decay_fraction!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip < 0:
@@ -58,18 +78,41 @@ class OptimConfig:
         return asdict(self)
 
 
+def warmup_length(total_steps: int, cfg: OptimConfig) -> int:
+    """Warm-up steps of an experience: floor(warmup_fraction * total) or warmup_steps (at most all)."""
+    if cfg.warmup_fraction is not None:
+        return share(cfg.warmup_fraction, total_steps)
+    return min(cfg.warmup_steps, total_steps)
+
+
+def share(fraction: float, total_steps: int) -> int:
+    """floor(fraction * total), immune to float error (0.29 * 100 is 28.999...)."""
+    return int(fraction * total_steps + 1e-9)
+
+
 def lr_factor(step: int, total_steps: int, cfg: OptimConfig) -> float:
     """Multiplier of the base lr at 0-based `step` of an experience of `total_steps` steps.
 
-    Linear warm-up to 1 over `warmup_steps` (step 0 already gets 1 / warmup), then a cosine
-    from 1 towards `min_lr_ratio`, which it would reach one step after the last (so the
-    last step still learns when min_lr_ratio is 0).
+    Both schedules warm up linearly to 1 over the W steps of `warmup_length` (step 0
+    already gets 1 / W, step W - 1 gets 1). cosine: then a cosine from 1 towards
+    `min_lr_ratio`. wsd: then 1 until the last D = floor(decay_fraction * total) steps,
+    which fall linearly from 1 towards `min_lr_ratio` (step total - D gets 1, the last
+    one min + (1 - min) / D), as the seeds' schedule, whose constant phase also takes the
+    steps that flooring both fractions leaves over. Either way the end value would come
+    one step after the last, so the last step still learns when min_lr_ratio is 0.
     """
-    warmup = min(cfg.warmup_steps, total_steps)
+    warmup = warmup_length(total_steps, cfg)
     if step < warmup:
         return (step + 1) / warmup
+    low = cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        decay = share(cfg.decay_fraction, total_steps)
+        into_decay = step - (total_steps - decay)
+        if decay == 0 or into_decay < 0:
+            return 1.0
+        return low + (1 - low) * (1 - min(into_decay, decay) / decay)
     progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_optimizer(groups: Sequence, cfg: OptimConfig) -> torch.optim.AdamW:

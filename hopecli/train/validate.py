@@ -4,8 +4,9 @@ Each error is an L1 against layer-normed targets (the training losses' measure),
 per clip and then over clips, so every clip counts once whatever its batch:
 
 - teacher forcing: steps 1..T-1 predicted from the real steps before them;
-- jump: from step 0 to every tau in 1..T-1, averaged over tau (deterministic, unlike the
-  random tau of training);
+- jump: from step 0 to every tau of the training range (losses.jump_range: 1..T-1, or
+  the last jump_k steps), averaged over tau (deterministic, unlike the random tau of
+  training; the seeds' per-timestep jump evaluation);
 - horizon h = 1..H: the h-th prediction of an autoregressive rollout from step 0.
 
 Memory updates stay on (HOPE adapts in context at test time too). Under DDP each rank
@@ -21,11 +22,12 @@ from torch import nn
 
 from hopecli.train.data import read_batch
 from hopecli.train.distributed import World, all_sum, autocast
-from hopecli.train.losses import jump, l1_per_clip, normalize_features, rollout, teacher_forcing
+from hopecli.train.losses import jump, jump_range, l1_per_clip, normalize_features, rollout, teacher_forcing
 
 
 @torch.no_grad()
-def clip_errors(model: nn.Module, features, actions, states, horizon: int = 0) -> torch.Tensor:
+def clip_errors(model: nn.Module, features, actions, states, horizon: int = 0,
+                jump_k: int | None = None) -> torch.Tensor:
     """Per-clip errors [B, 2 + horizon]: teacher forcing, jump, then horizons 1..horizon.
 
     features [B, T, P, D] raw (normalised here), actions [B, T, A], states [B, T, S].
@@ -37,10 +39,11 @@ def clip_errors(model: nn.Module, features, actions, states, horizon: int = 0) -
     pred, _ = teacher_forcing(model, z, actions, states)
     cols = [l1_per_clip(pred, z[:, 1:])]
     jump_err = torch.zeros(B, device=z.device)
-    for tau in range(1, T):
+    taus = jump_range(T, jump_k)
+    for tau in taus:
         target_step = torch.full((B,), tau, dtype=torch.long, device=z.device)
         jump_err += l1_per_clip(jump(model, z, actions, states, target_step), z[:, tau])
-    cols.append(jump_err / (T - 1))
+    cols.append(jump_err / len(taus))
     if horizon:
         ar = rollout(model, z, actions, states, horizon, first=pred[:, 0])  # [B, H, P, D]
         cols += [l1_per_clip(ar[:, h], z[:, h + 1]) for h in range(horizon)]
@@ -55,6 +58,7 @@ def evaluate_clips(
     world: World,
     batch_size: int,
     horizon: int = 0,
+    jump_k: int | None = None,
 ) -> dict:
     """Mean errors over the clips `indices` of `store`.
 
@@ -69,7 +73,7 @@ def evaluate_clips(
         for start in range(0, len(mine), batch_size):
             batch = read_batch(store, mine[start : start + batch_size]).to(world.device)
             with autocast(world.device):
-                err = clip_errors(model, batch.features, batch.actions, batch.states, horizon)
+                err = clip_errors(model, batch.features, batch.actions, batch.states, horizon, jump_k)
             sums[:-1] += err.double().sum(0)
             sums[-1] += err.shape[0]
     finally:

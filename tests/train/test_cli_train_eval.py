@@ -17,6 +17,8 @@ from hopecli.train.config import TrainConfig
 from hopecli.train.losses import LossConfig
 from hopecli.train.optim import OptimConfig
 
+from .conftest import make_store
+
 
 def _run(*args):
     return CliRunner().invoke(hope, [str(a) for a in args], catch_exceptions=False)
@@ -62,6 +64,45 @@ def test_train_two_tasks_then_eval(store_path, tmp_path):
     assert "Avg Error" in result.stderr
 
 
+def test_base_then_tasks_with_the_seeds_options_then_both_metric_families(tmp_path):
+    store = make_store(tmp_path / "study.zarr", {"base": 4, "a": 3, "b": 3})
+    run = tmp_path / "run"
+    result = _run("train", store, "--out", run, "--preset", "vit_tiny", "--base-task", "base", "--tasks", "b,a",
+                  "--base-steps", "4", "--steps", "2,1", "--batch-size", "2", "--val-clips", "1",
+                  "--rollout-weight", "0", "--jump-k", "2", "--schedule", "wsd", "--warmup-fraction", "0.5",
+                  "--decay-fraction", "0.5", "--log-every", "1", "--horizon", "1")
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())["train"]
+    assert config["base_task"] == "base" and config["steps"] == [2, 1] and config["val_clips"] == 1
+    assert config["loss"]["jump_k"] == 2 and config["optim"]["schedule"] == "wsd"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [(r["name"], r["exp_step"]) for r in steps] == [
+        ("base", 1), ("base", 2), ("base", 3), ("base", 4), ("b", 1), ("b", 2), ("a", 1)]
+    # wsd, restarting every experience: base 4 steps, warm-up 2, decay 2 -> 1/2, 1, 1, 1/2;
+    # b 2 steps, warm-up 1, decay 1 -> 1, 1; a 1 step, no whole warm-up or decay step -> 1
+    assert [r["lr/other"] / 2.5e-4 for r in steps] == pytest.approx([0.5, 1, 1, 0.5, 1, 1, 1])
+    assert "loss/rollout" not in steps[0]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["experience"] for r in evals] == [-1, 0, 1, 2]
+    assert list(evals[1]["errors"]) == ["base", "b", "a"]  # after base: the future tasks measured too
+    assert all(e["clips"] == 1 for e in evals[1]["errors"].values())
+
+    result = _run("eval", run, "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)["runs"][0]
+    assert r["base_task"] == "base" and r["tasks"] == ["base", "b", "a"] and r["experiences"] == ["base", "b", "a"]
+    for kind in ("teacher_forcing", "jump"):
+        R = r["R"][kind]
+        assert len(R) == 3 and all(len(row) == 3 and None not in row for row in R)
+        stream = r["stream"][kind]
+        assert stream["stream_error"][0] == pytest.approx(R[0][0])
+        assert stream["forward_transfer"][0] == pytest.approx((R[0][1] + R[0][2]) / 2)
+        assert stream["final"]["stream_error"] == pytest.approx(r["metrics"][kind]["avg_error"])
+        assert len(stream["experience_forgetting"]) == 3
+    assert "Stream" in result.stderr and "Avg Error" in result.stderr and "base partition" in result.stderr
+
+
 def test_user_errors_are_one_line(store_path, tmp_path):
     run = tmp_path / "run"
     result = _run("train", store_path, "--out", run, "--preset", "vit_tiny", "--tasks", "a,zzz", "--steps", "1")
@@ -77,6 +118,16 @@ def test_user_errors_are_one_line(store_path, tmp_path):
     assert "--resume continues with the saved configuration; drop --lr, --memory-heads" in result.output
     result = _run("eval", tmp_path)
     assert result.exit_code == 1 and "no results.json" in result.output
+    result = _run("train", store_path, "--out", run, "--steps", "1", "--val-clips", "1", "--val-fraction", "0.2")
+    assert result.exit_code == 2 and "give one of --val-fraction and --val-clips" in result.output
+    result = _run("train", store_path, "--out", run, "--steps", "1", "--base-steps", "2")
+    assert result.exit_code == 2 and "they need a base_task" in result.output
+    result = _run("train", store_path, "--out", run, "--steps", "1,x")
+    assert result.exit_code == 2 and "'1,x' is not a comma-separated list of int" in result.output
+    result = _run("train", store_path, "--out", run, "--tasks", "a,b", "--steps", "1,2,3")
+    assert result.exit_code == 2 and "one value for each of the 2 tasks, got (1, 2, 3)" in result.output
+    result = _run("train", store_path, "--out", run, "--preset", "vit_tiny", "--steps", "1", "--jump-k", "4")
+    assert result.exit_code == 1 and "clips of 4 steps allow a jump_k of at most 3, asked 4" in result.output
 
 
 def test_every_config_field_has_an_option():

@@ -7,7 +7,8 @@ import pytest
 
 from hopecli.data.store import FeatureStore
 from hopecli.errors import HopeError
-from hopecli.train.data import BatchPlan, read_batch, reservoir, split_clips
+from hopecli.train.data import BatchPlan, read_batch, reservoir, split_clips, split_last
+from hopecli.train.losses import jump_range
 
 from .conftest import make_store
 
@@ -37,6 +38,22 @@ def test_windows_of_one_video_stay_on_one_side(tmp_path):
     assert len(split.val["a"]) == 3 and not videos(split.val["a"]) & videos(split.train["a"])
 
 
+def test_val_clips_holds_out_the_last_videos_in_store_order(tmp_path):
+    path = make_store(tmp_path / "s.zarr", {"a": 4, "b": 3})  # a: 0..3, b: 4..6
+    store = FeatureStore.open(path, writable=True)
+    # another video of task a after b's clips, in two windows: the last video of a
+    ids = store.add_clips(["a/late.mp4#0", "a/late.mp4#1"], ["a", "a"])
+    for i in ids:
+        store.write(i, store.read(0))
+    assert ids == [7, 8]
+    split = split_last(FeatureStore.open(path), ["a", "b"], 2)
+    assert split.val == {"a": [3, 7, 8], "b": [5, 6]}  # a: clip3 and both windows of late.mp4
+    assert split.train == {"a": [0, 1, 2], "b": [4]}
+    with pytest.raises(HopeError, match="task 'b' has 3 finished clip.s.; holding out the last 3 for "
+                                        "validation leaves none to train on"):
+        split_last(FeatureStore.open(path), ["b"], 3)
+
+
 def test_a_task_with_one_clip_cannot_be_split(tmp_path):
     store = FeatureStore.open(make_store(tmp_path / "s.zarr", {"a": 1}))
     with pytest.raises(HopeError, match="task 'a' has 1 finished clip"):
@@ -50,8 +67,17 @@ def test_batches_cover_every_clip_once_per_epoch_and_are_reproducible():
     assert plan.clips(2) + plan.clips(3) != first_epoch  # reshuffled
     again = BatchPlan(list(range(10, 20)), batch_size=5, seed=0, stream="e0", replay=[])
     assert again.clips(7) == plan.clips(7)
-    taus = plan.jump_targets(3, 4)
-    assert taus == again.jump_targets(3, 4) and all(1 <= t <= 3 for t in taus)
+    taus = plan.jump_targets(3, jump_range(4, None))
+    assert taus == again.jump_targets(3, jump_range(4, None)) and all(1 <= t <= 3 for t in taus)
+
+
+def test_jump_k_draws_tau_from_the_last_k_steps():
+    # the seeds: 8 steps, jump_k 3 -> tau in 5, 6, 7
+    assert list(jump_range(8, 3)) == [5, 6, 7] and list(jump_range(8, None)) == list(range(1, 8))
+    plan = BatchPlan(list(range(10)), batch_size=64, seed=0, stream="e0", replay=[])
+    assert set(plan.jump_targets(0, jump_range(8, 3))) == {5, 6, 7}
+    with pytest.raises(ValueError, match="jump_k 8 needs clips of more than 8 steps, got T=8"):
+        jump_range(8, 8)
 
 
 def test_replay_mixes_buffer_clips_into_every_batch():

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hopecli.model.presets import build_predictor
 from hopecli.train.losses import LossConfig, WorldModelObjective, jump, normalize_features, rollout
+from hopecli.train.validate import clip_errors
 
 PRESETS = ["vit_tiny", "hope_tiny", "hybrid_tiny"]
 
@@ -77,8 +78,23 @@ def test_jump_loss_trains_target_pos_embed_and_teacher_forcing_frame_pos_embed(p
     assert model.target_pos_embed.weight.grad is None or model.target_pos_embed.weight.grad.abs().sum() == 0
 
 
+def test_validation_jump_error_averages_the_training_range_of_tau():
+    model = _model("vit_tiny")
+    x, a, s = _data(T=4)
+    z = normalize_features(x)
+
+    def per_tau(tau):
+        with torch.no_grad():
+            return (jump(model, z, a, s, torch.tensor([tau, tau])) - z[:, tau]).abs().flatten(1).mean(1)
+
+    torch.testing.assert_close(clip_errors(model, x, a, s, jump_k=2)[:, 1], (per_tau(2) + per_tau(3)) / 2)
+    torch.testing.assert_close(clip_errors(model, x, a, s)[:, 1], (per_tau(1) + per_tau(2) + per_tau(3)) / 3)
+
+
 def test_loss_config_is_validated():
     with pytest.raises(ValueError, match="rollout_steps must be >= 1, got 0"):
         LossConfig(rollout_steps=0)
     with pytest.raises(ValueError, match="at least one"):
         LossConfig(teacher_weight=0, rollout_weight=0, jump_weight=0)
+    with pytest.raises(ValueError, match="jump_k must be >= 1, got 0"):
+        LossConfig(jump_k=0)

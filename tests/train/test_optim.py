@@ -34,6 +34,38 @@ def test_warmup_then_cosine():
     assert all(a > b for a, b in zip(f[4:], f[5:]))
 
 
+def test_wsd_values_at_the_fraction_boundaries():
+    """20 steps, warm-up 0.1 (2 steps), decay 0.2 (4 steps): constant from step 2 to 15."""
+    cfg = OptimConfig(schedule="wsd", warmup_fraction=0.1, decay_fraction=0.2, min_lr_ratio=0.0)
+    f = [lr_factor(s, 20, cfg) for s in range(20)]
+    assert f[:2] == pytest.approx([0.5, 1.0])  # warm-up: (s + 1) / 2
+    assert f[2:16] == [1.0] * 14  # constant: the first step after warm-up to the last before decay
+    assert f[16:] == pytest.approx([1.0, 0.75, 0.5, 0.25])  # decay: 1 - k / 4, reaching 0 one step late
+    low = OptimConfig(schedule="wsd", warmup_fraction=0.1, decay_fraction=0.2, min_lr_ratio=0.2)
+    assert lr_factor(19, 20, low) == pytest.approx(0.2 + 0.8 * 0.25)
+    # floors, as the seeds' int(pct * total): 0.29 * 100 is 28.999... in floats and still 29 steps
+    odd = OptimConfig(schedule="wsd", warmup_fraction=0.29, decay_fraction=0.1)
+    assert lr_factor(28, 100, odd) == pytest.approx(1.0) and lr_factor(27, 100, odd) == pytest.approx(28 / 29)
+    assert lr_factor(89, 100, odd) == 1.0 and lr_factor(90, 100, odd) == 1.0 and lr_factor(91, 100, odd) == 0.9
+    # fractions too small for a whole step: no warm-up, no decay
+    tiny = OptimConfig(schedule="wsd", warmup_fraction=0.1, decay_fraction=0.1)
+    assert [lr_factor(s, 5, tiny) for s in range(5)] == [1.0] * 5
+
+
+def test_warmup_fraction_also_sets_the_cosine_warmup():
+    cfg = OptimConfig(warmup_fraction=0.25, warmup_steps=99)
+    assert [lr_factor(s, 8, cfg) for s in range(3)] == pytest.approx([0.5, 1.0, 1.0])
+
+
+def test_schedule_config_is_validated():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        OptimConfig(schedule="linear")
+    with pytest.raises(ValueError, match=r"warmup_fraction \+ decay_fraction must be <= 1, got 0.6 \+ 0.5"):
+        OptimConfig(schedule="wsd", warmup_fraction=0.6, decay_fraction=0.5)
+    with pytest.raises(ValueError, match="decay_fraction must be in"):
+        OptimConfig(decay_fraction=1.5)
+
+
 def test_groups_split_decay_and_keep_period_and_scale():
     lin = nn.Linear(3, 3)
     cfg = OptimConfig(lr=1e-3, lr_scale_titan=0.3, weight_decay=0.05)

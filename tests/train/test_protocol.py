@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hopecli.data.store import FeatureStore
+from hopecli.errors import HopeError
 from hopecli.evaluate import run_metrics
 from hopecli.model.presets import preset_config
 from hopecli.train.config import TrainConfig
@@ -61,6 +62,63 @@ def test_joint_run_has_one_row_and_no_forgetting(store, tmp_path):
     assert len(results["R"]["teacher_forcing"]) == 1 and len(results["R"]["teacher_forcing"][0]) == 2
     m = run_metrics(results)["teacher_forcing"]
     assert m["avg_error"] == pytest.approx(m["plasticity"]) and m["forgetting"] is None
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A base partition, then two tasks (store order: base 0..7, a 8..12, b 13..17)."""
+    return FeatureStore.open(make_store(tmp_path / "study.zarr", {"base": 8, "a": 5, "b": 5}))
+
+
+def test_base_experience_first_then_tasks_each_with_its_budget(study):
+    cfg = TrainConfig(base_task="base", tasks=("b", "a"), steps=(3, 2), base_epochs=1.0, batch_size=4, val_clips=2)
+    p = plan_protocol(study, cfg, World())
+    # base: 6 training clips, one epoch of batches of 4 -> 2 steps; then b 3 steps, a 2 steps
+    assert [(e.name, e.tasks, e.steps) for e in p.experiences] == [
+        ("base", ("base",), 2), ("b", ("b",), 3), ("a", ("a",), 2)]
+    assert p.tasks == ["base", "b", "a"] and p.base == "base" and p.first_trained == [0, 1, 2]
+    # the last 2 clips of every partition are held out, whatever the strategy
+    assert p.val == {"base": [6, 7], "b": [16, 17], "a": [11, 12]}
+    assert p.experiences[0].plan.indices == [0, 1, 2, 3, 4, 5]
+
+
+def test_base_without_its_own_budget_gets_the_tasks_one_and_tasks_default_to_the_rest(study):
+    p = plan_protocol(study, TrainConfig(base_task="base", steps=4, batch_size=2), World())
+    assert [(e.name, e.steps) for e in p.experiences] == [("base", 4), ("a", 4), ("b", 4)]
+
+
+def test_joint_with_base_trains_everything_at_once_for_the_sum_of_the_budgets(study):
+    p = plan_protocol(study, TrainConfig(strategy="joint", base_task="base", base_steps=5, steps=2,
+                                         batch_size=2), World())
+    (e,) = p.experiences
+    assert e.name == "joint" and e.tasks == ("base", "a", "b") and e.steps == 5 + 2 + 2
+    assert p.first_trained == [0, 0, 0]
+    assert set(e.plan.indices) == {i for t in ("base", "a", "b") for i in study.indices([t])} - {
+        i for v in p.val.values() for i in v}
+
+
+def test_replay_after_base_draws_base_clips_too(study):
+    cfg = TrainConfig(strategy="replay", base_task="base", steps=1, batch_size=4, replay_size=100, val_clips=1)
+    p = plan_protocol(study, cfg, World())
+    base, a, b = (e.plan for e in p.experiences)
+    assert base.replay == [] and sorted(a.replay) == base.indices  # the buffer holds all it saw
+    assert sorted(b.replay) == sorted(base.indices + a.indices)
+
+
+def test_budget_and_base_errors(study, tmp_path):
+    with pytest.raises(HopeError, match=r"the per-task steps \[1, 2, 3\] give 3 budget\(s\) for 2 task\(s\)"):
+        plan_protocol(study, TrainConfig(base_task="base", base_steps=1, steps=(1, 2, 3)), World())
+    with pytest.raises(ValueError, match="the base task 'a' must not be one of the tasks"):
+        TrainConfig(base_task="a", tasks=("a", "b"), steps=1)
+    with pytest.raises(ValueError, match="they need a base_task"):
+        TrainConfig(steps=1, base_epochs=2.0)
+    with pytest.raises(ValueError, match="give the base experience its own"):
+        TrainConfig(base_task="base", steps=(1, 2))
+    with pytest.raises(ValueError, match=r"one value for each of the 2 tasks, got \(1, 2, 3\)"):
+        TrainConfig(tasks=("a", "b"), steps=(1, 2, 3))
+    only_base = FeatureStore.open(make_store(tmp_path / "base.zarr", {"base": 3}))
+    with pytest.raises(HopeError, match="no task to learn after the base task 'base'"):
+        plan_protocol(only_base, TrainConfig(base_task="base", steps=1), World())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
