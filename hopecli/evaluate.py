@@ -158,12 +158,14 @@ def final_stream_metrics(per_row: dict) -> dict[str, float | None]:
     return final
 
 
-def gap_closed(model: float, naive: float, joint: float) -> float:
-    """(naive - model) / (naive - joint): 0 at the naive baseline, 1 at the joint one."""
-    if naive == joint:
-        raise HopeError(
-            f"gap closed is undefined: the naive and joint baselines have the same Avg Error ({naive:.4f})"
-        )
+def gap_closed(model: float, naive: float, joint: float) -> float | None:
+    """(naive - model) / (naive - joint): 0 at the naive baseline, 1 at the joint one.
+
+    None when the joint baseline is not better than the naive one (naive <= joint): the
+    ratio then has no meaning (its sign flips), so no number is given for it.
+    """
+    if naive <= joint:
+        return None
     return (naive - model) / (naive - joint)
 
 
@@ -310,6 +312,8 @@ def evaluate_runs(
         for name, path in (("naive", naive), ("joint", joint)):
             baselines[name] = {"run": str(path), "avg_error": {
                 k: (base[name][k] or {}).get("avg_error") for k in ERROR_KINDS}}
+        pairs = {k: (baselines["naive"]["avg_error"][k], baselines["joint"]["avg_error"][k]) for k in ERROR_KINDS}
+        baselines["gap_undefined"] = [k for k, (nv, jt) in pairs.items() if None not in (nv, jt) and nv <= jt]
         for report in reports:
             for kind in ERROR_KINDS:
                 m = report.metrics[kind]

@@ -43,19 +43,24 @@ def _r_table(run: dict, kind: str) -> Table:
     return table
 
 
+def _name(run: dict) -> str:
+    """A run's folder name for table rows (the full path is in --json)."""
+    return Path(run["run"]).name
+
+
 def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
     keys = [k for k in LABELS if with_gap or k != "gap_closed"]
     table = Table(title=f"continual-learning metrics, {kind.replace('_', '-')} error (lower is better, "
                         "transfer: higher is better)")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True)
     for key in keys:
         table.add_column(LABELS[key], justify="right")
     for run in runs:
         m = run["metrics"][kind]
         if m is None:
-            table.add_row(run["run"], *(["unfinished"] + ["-"] * (len(keys) - 1)))
+            table.add_row(_name(run), *(["unfinished"] + ["-"] * (len(keys) - 1)))
         else:
-            table.add_row(run["run"], *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
+            table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
     return table
 
 
@@ -77,15 +82,15 @@ def _stream_table(runs: list[dict], kind: str) -> Table:
     """The seeds' final metrics of every run."""
     table = Table(title=f"seeds' metric family, final, {kind.replace('_', '-')} error (lower is better; "
                         "FWT: mean over experiences)")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True)
     for key in STREAM_LABELS:
         table.add_column(STREAM_LABELS[key], justify="right")
     for run in runs:
         final = (run["stream"][kind] or {}).get("final")
         if final is None:
-            table.add_row(run["run"], *(["unfinished"] + ["-"] * (len(STREAM_LABELS) - 1)))
+            table.add_row(_name(run), *(["unfinished"] + ["-"] * (len(STREAM_LABELS) - 1)))
         else:
-            table.add_row(run["run"], *(_cell(final[k]) for k in STREAM_LABELS))
+            table.add_row(_name(run), *(_cell(final[k]) for k in STREAM_LABELS))
     return table
 
 
@@ -95,12 +100,12 @@ def _horizon_table(runs: list[dict]) -> Table | None:
         return None
     steps = max(r["horizon"]["steps"] for r in with_h)
     table = Table(title="validation error per rollout horizon (mean over tasks)")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True)
     for h in range(1, steps + 1):
         table.add_column(f"{h}", justify="right")
     for run in with_h:
         mean = run["horizon"]["mean"]
-        table.add_row(run["run"], *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)))
+        table.add_row(_name(run), *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)))
     return table
 
 
@@ -157,6 +162,9 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
                 err.print(table)
     for kind in ERROR_KINDS:
         err.print(_metrics_table(report["runs"], kind, report["baselines"] is not None))
+    for kind in (report["baselines"] or {}).get("gap_undefined", []):
+        err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
+                  f"Error is not lower than the naive baseline's, so there is no gap to close")
     for kind in ERROR_KINDS:
         err.print(_stream_table(report["runs"], kind))
     table = _horizon_table(report["runs"])
