@@ -9,13 +9,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from hopecli.console import err
+from hopecli.data.synth import PRESETS, STUDY, Regime
 
 DEFAULT_REGIMES = (("low", 0.1), ("mid", 0.4), ("high", 0.8))
 
 
-def _regimes(frictions: tuple[str, ...], named: tuple[str, ...]) -> list[tuple[str, float]]:
-    """(task, mu) pairs from --friction values (labelled muX) and --regime name=mu."""
-    result: list[tuple[str, float]] = []
+def _friction(name: str, mu: float) -> Regime:
+    if not mu >= 0:
+        raise click.BadParameter(f"friction {mu:g} is negative")
+    return Regime(name, mu)
+
+
+def _regimes(frictions: tuple[str, ...], named: tuple[str, ...]) -> list[Regime]:
+    """Regimes from --friction values (labelled muX) and --regime PRESET or NAME=MU."""
+    regimes: list[Regime] = []
     for group in frictions:
         for text in group.split(","):
             try:
@@ -23,31 +30,54 @@ def _regimes(frictions: tuple[str, ...], named: tuple[str, ...]) -> list[tuple[s
             except ValueError:
                 raise click.BadParameter(f"{text!r} is not a number",
                                          param_hint="--friction") from None
-            result.append((f"mu{mu:g}", mu))
+            regimes.append(_friction(f"mu{mu:g}", mu))
     for text in named:
         name, sep, value = text.partition("=")
+        if not sep:
+            if name not in PRESETS:
+                raise click.BadParameter(
+                    f"{text!r} is neither a preset ({', '.join(STUDY)}) nor NAME=MU",
+                    param_hint="--regime")
+            regimes.append(PRESETS[name])
+            continue
+        if name in PRESETS:
+            raise click.BadParameter(f"{name!r} names a preset: give it without '={value}', "
+                                     "or label the friction regime differently",
+                                     param_hint="--regime")
         try:
             mu = float(value)
         except ValueError:
             mu = None
-        if not sep or not name or mu is None:
+        if not name or mu is None:
             raise click.BadParameter(f"{text!r} is not NAME=MU", param_hint="--regime")
-        result.append((name, mu))
-    negative = [mu for _, mu in result if not mu >= 0]
-    if negative:
-        raise click.BadParameter(f"friction {negative[0]:g} is negative")
-    names = [name for name, _ in result]
+        regimes.append(_friction(name, mu))
+    names = [regime.name for regime in regimes]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise click.BadParameter(f"task label {duplicates[0]!r} given twice")
-    return result or list(DEFAULT_REGIMES)
+    return regimes or [Regime(name, mu) for name, mu in DEFAULT_REGIMES]
+
+
+def _summary(regimes: list[Regime], clips: int, mass: float, title: str) -> Table:
+    """One row per regime: its label and the physics its clips share."""
+    table = Table(title=title)
+    for column in ("task", "friction", "mass", "size", "walls", "spin", "clips"):
+        table.add_column(column)
+    for regime in regimes:
+        shift = regime.shift
+        scale = shift.scale if shift is not None else 1.0
+        spin = shift.spin if shift is not None else 0.0
+        table.add_row(regime.name, f"{regime.friction:g}", f"{mass * scale**2:g}",
+                      f"{scale:g}x", "yes" if shift is not None and shift.walls else "no",
+                      f"±{spin:g} rad/s" if spin else "0", str(clips))
+    return table
 
 
 @click.command()
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write clip.mp4 + clip.npz pairs into.")
 @click.option("--clips", default=12, show_default=True, type=click.IntRange(min=1),
-              help="Clips per friction regime.")
+              help="Clips per regime.")
 @click.option("--frames", default=16, show_default=True, type=click.IntRange(min=2),
               help="Frames per clip.")
 @click.option("--resolution", default=128, show_default=True, type=click.IntRange(min=16),
@@ -56,30 +86,46 @@ def _regimes(frictions: tuple[str, ...], named: tuple[str, ...]) -> list[tuple[s
               help="Frames per second (physics runs at 240 Hz regardless).")
 @click.option("--friction", "frictions", multiple=True, metavar="MU[,MU...]",
               help="Table friction coefficients; each becomes a task labelled muMU. Repeatable.")
-@click.option("--regime", "named", multiple=True, metavar="NAME=MU",
-              help="A named friction regime (the task label is NAME). Repeatable. "
-                   "Default without --friction/--regime: low=0.1, mid=0.4, high=0.8.")
+@click.option("--regime", "named", multiple=True, metavar="PRESET|NAME=MU",
+              help="A preset regime (base, scaling, dissipation, discretization, kinematics, "
+                   "compositional; the task label is its name) or a named friction regime "
+                   "NAME=MU. Repeatable. Default without --friction/--regime/--study: "
+                   "low=0.1, mid=0.4, high=0.8.")
+@click.option("--study", is_flag=True,
+              help="Write a shift study: base and the five shift presets, --clips each.")
 @click.option("--mass", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Object mass (the pusher's force is limited, so heavy objects move slower).")
+              help="Object mass (the pusher's force is limited, so heavy objects move slower); "
+                   "scaled objects weigh more in proportion to their area.")
 @click.option("--shape", default="mixed", show_default=True,
               type=click.Choice(["box", "disc", "mixed"]),
-              help="Object shape; mixed picks one per clip.")
+              help="Object shape; mixed picks one per clip. Spinning presets always use a box.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Base seed; each clip's seed follows from it, its task and its index.")
 @click.option("--single", metavar="NAME", default=None,
               help="Write one clip of the one given regime as OUT/NAME.mp4 (+ NAME.npz).")
-def command(out, clips, frames, resolution, fps, frictions, named, mass, shape, seed, single):
+def command(out, clips, frames, resolution, fps, frictions, named, study, mass, shape, seed,
+            single):
     """Simulate planar pushing and write clips with action/state sidecars.
 
     A pusher driven by smooth random commanded displacements pushes a box or disc across
-    a table with the given friction (pymunk physics, top-down view). Each clip is an
-    H.264 video and a .npz sidecar with actions [F, 2], states [F, 2] (pusher position),
-    object_states [F, 3], fps, friction, mass, task and seed. The same seed always
-    gives the same clips.
+    a table (pymunk physics, top-down view). A friction regime changes only the table
+    friction; the presets shift the physics as a continual-learning study does: base (the
+    standard push), scaling (a 1.6x wider, heavier object), dissipation (3x friction),
+    discretization (walls to bounce off), kinematics (a spinning box) and compositional
+    (scaled, walled and spinning at once). Each clip is an H.264 video and a .npz sidecar
+    with actions [F, 2], states [F, 2] (pusher position), object_states [F, 3], fps,
+    friction, mass, shape, task and seed; a preset's sidecar also records scale, size,
+    walls, wall_inset, spin and spin_friction. The same seed always gives the same clips.
     """
     from hopecli.data.synth import synth_clips
 
-    regimes = _regimes(frictions, named)
+    if study:
+        if frictions or named or single is not None:
+            raise click.UsageError("--study writes its own six regimes: leave out "
+                                   "--friction, --regime and --single")
+        regimes = [PRESETS[name] for name in STUDY]
+    else:
+        regimes = _regimes(frictions, named)
     if single is not None:
         if len(regimes) != 1:
             raise click.UsageError("--single needs exactly one --friction or --regime")
@@ -93,9 +139,5 @@ def command(out, clips, frames, resolution, fps, frictions, named, mass, shape, 
         written = synth_clips(out, regimes, clips=clips, frames=frames, resolution=resolution,
                               fps=fps, mass=mass, shape=shape, seed=seed, single=single,
                               on_clip=lambda _: progress.advance(bar))
-    table = Table(title=f"{len(written)} clip{'' if len(written) == 1 else 's'} in {out}")
-    for column in ("task", "friction", "clips"):
-        table.add_column(column)
-    for task, mu in regimes:
-        table.add_row(task, f"{mu:g}", str(clips))
-    err.print(table)
+    title = f"{len(written)} clip{'' if len(written) == 1 else 's'} in {out}"
+    err.print(_summary(regimes, clips, mass, title))
