@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hope-installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv test demo man clean-demo
+.PHONY: venv test demo demo-cl man clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,28 @@ demo: $(STAMP)
 	$(HOPE) rollout --run $(DEMO)/hope_naive --clip sample_data/new_friction.mp4 \
 		--context 2 --png $(DEMO)/rollout.png --out $(DEMO)/rollout.npy
 	@echo "demo outputs in $(DEMO)/: sample.zarr, runs, comparison.png, adapt.png, rollout.png"
+
+# The seeds' continual-learning study at CPU size: base training, then five physics shifts
+# (scaling, dissipation, discretization, kinematics, compositional), each evaluated on the
+# last clips of every partition after every experience; both metric families in `hope eval`.
+CL_TASKS := scaling,dissipation,discretization,kinematics,compositional
+CL_TRAIN ?= --base-task base --tasks $(CL_TASKS) --base-steps 80 --steps 40 --batch-size 8 \
+	--lr 2e-3 --val-clips 2 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1 --seed 0
+CL_VIT := --preset vit_tiny --pattern TTTTT
+
+demo-cl: $(STAMP)
+	$(HOPE) synth --study --clips 10 --out $(DEMO)/study --seed 0
+	$(HOPE) extract $(DEMO)/study --out $(DEMO)/study.zarr
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_vit_naive $(CL_VIT) --strategy naive $(CL_TRAIN)
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_vit_joint $(CL_VIT) --strategy joint $(CL_TRAIN)
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_vit_replay $(CL_VIT) --strategy replay --replay-fraction 0.3 $(CL_TRAIN)
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_hope_naive --preset hope_tiny --strategy naive $(CL_TRAIN)
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_hybrid_naive --preset hybrid_tiny --strategy naive $(CL_TRAIN)
+	$(HOPE) train $(DEMO)/study.zarr --out $(DEMO)/cl_gdn_naive --preset hope_tiny --pattern LL --strategy naive $(CL_TRAIN)
+	$(HOPE) eval $(DEMO)/cl_vit_naive $(DEMO)/cl_vit_joint $(DEMO)/cl_vit_replay $(DEMO)/cl_hope_naive \
+		$(DEMO)/cl_hybrid_naive $(DEMO)/cl_gdn_naive --naive $(DEMO)/cl_vit_naive --joint $(DEMO)/cl_vit_joint \
+		--out-figure $(DEMO)/cl_comparison.png --json > $(DEMO)/cl_eval.json
+	@echo "study results: $(DEMO)/cl_eval.json, $(DEMO)/cl_comparison.png, $(DEMO)/cl_*/eval.png"
 
 clean-demo:
 	rm -rf $(DEMO)
