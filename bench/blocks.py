@@ -20,11 +20,9 @@ counted. The share of peak is against a bf16 (GPU) or fp32 (CPU) matmul measured
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -34,6 +32,8 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+from _timing import autocast, matmul_peak, timings
 
 from hopecli.model import build_predictor
 from hopecli.model.attention import block_causal_mask, token_positions
@@ -65,30 +65,6 @@ class Result:
     peak_mem_gib: float | None
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    if bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def timings(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 # The CPU attention kernel has no formula in torch's counter; it does the same products.
 _CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 if _CPU_SDPA not in flop_counter.flop_registry:
@@ -106,16 +82,6 @@ def model_flops(forward: Callable[[], object]) -> int:
         n for op, n in counter.get_flop_counts().get("Global", {}).items() if "attention" in str(op)
     )
     return 3 * total + attention // 2
-
-
-def matmul_peak(device: torch.device, bf16: bool) -> float:
-    """Measured dense matmul throughput in TFLOP/s (bf16 on GPU if bf16, else fp32)."""
-    n = 8192 if device.type == "cuda" else 1024
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = timings(lambda: a @ b, device, warmup=3, repeats=10)
-    return 2 * n**3 / statistics.median(times) / 1e12
 
 
 def block_case(block: torch.nn.Module, batch: int, frames: int, masked: bool, device, bf16: bool):
@@ -190,7 +156,7 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
 
 def run(args) -> tuple[list[Result], dict]:
     device = torch.device(args.device)
-    peak = matmul_peak(device, args.bf16)
+    peak = matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32)
     results: list[Result] = []
     attention_ms: dict[tuple[int, int], float] = {}
     for name, batch, frames, make in build_cases(args, device):

@@ -17,18 +17,17 @@ measured here: bf16 8192^3 on a GPU, fp32 1024^3 on the CPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from rich import box
 from rich.table import Table
+
+from _timing import autocast, matmul_peak, timings
 
 from hopecli.console import err
 from hopecli.encoder import ENCODER_SIZES, EncoderConfig, encoder_config, load_encoder
@@ -59,32 +58,11 @@ def forward_flops(cfg: EncoderConfig, frames: int, height: int, width: int) -> i
     return 2 * (patch + cfg.depth * (qkv + scores + values + proj + mlp))
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timings(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def matmul_peak(device: torch.device) -> tuple[float, str]:
-    """Measured dense matmul TFLOP/s and its description."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = timings(lambda: a @ b, device, warmup=3, repeats=10)
-    label = f"{str(dtype).removeprefix('torch.')} matmul {n}^3"
-    return 2 * n**3 / statistics.median(times) / 1e12, label
+def matmul_peak_label(device: torch.device) -> tuple[float, str]:
+    """Measured dense matmul TFLOP/s (bf16 on a GPU, fp32 on the CPU) and its description."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 8192 if device.type == "cuda" else 1024
+    return matmul_peak(device, dtype), f"{str(dtype).removeprefix('torch.')} matmul {n}^3"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -93,10 +71,10 @@ def run(args: argparse.Namespace) -> dict:
     size = args.size or ("vit_large" if on_gpu else "default")
     cfg = encoder_config(size, img_size=args.img_size, num_frames=args.frames)
     model = load_encoder(config=cfg).model.to(device)
-    peak, peak_label = matmul_peak(device)
+    peak, peak_label = matmul_peak_label(device)
     flops = forward_flops(cfg, args.frames, args.img_size, args.img_size)
     tokens = cfg.token_grid(args.frames, args.img_size, args.img_size)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
+    amp = autocast(device, on_gpu)
 
     results = []
     for batch in args.batch_size:

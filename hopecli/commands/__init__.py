@@ -1,1 +1,1 @@
-"""One module per `hope` subcommand, each exposing `command`."""
+"""One module per `hope` subcommand, each exposing `command`; `summary` holds shared output."""

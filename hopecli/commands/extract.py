@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from hopecli.commands.summary import report_writes
 from hopecli.console import err
 
 
@@ -93,25 +92,8 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
                   "run the same command again to resume")
         raise SystemExit(130) from None
 
-    table = Table(title=f"hope extract -> {out}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("clips written", str(len(result.written)))
-    table.add_row("already done", str(len(result.already_done)))
-    table.add_row("skipped", str(len(result.skipped)))
-    table.add_row("encoder", result.encoder["name"]
-                  + (" (random features)" if result.encoder.get("random_features") else ""))
-    table.add_row("device", result.device)
-    table.add_row("seconds", f"{result.seconds:.1f}")
-    err.print(table)
-    if result.skipped:
-        skipped = Table(title="skipped")
-        skipped.add_column("file: reason", overflow="fold")
-        for s in result.skipped:
-            skipped.add_row(s.reason)
-        err.print(skipped)
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
-    if result.skipped and not allow_skips:
-        raise click.ClickException(
-            f"{len(result.skipped)} file(s) skipped; fix them or pass --allow-skips")
+    encoder_label = result.encoder["name"] + (
+        " (random features)" if result.encoder.get("random_features") else "")
+    report_writes(f"hope extract -> {out}", result,
+                  [("encoder", encoder_label), ("device", result.device)],
+                  as_json=as_json, allow_skips=allow_skips, unit="file")

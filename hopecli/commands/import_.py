@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from hopecli.commands.summary import report_writes
 from hopecli.console import err
 
 
@@ -82,27 +81,7 @@ def command(source, out, feature_map, patches_per_step, tasks, action_mode, allo
     if result.unlabelled:
         err.print(f"[yellow]warning:[/] {result.unlabelled} clip(s) lie outside every --task "
                   'range; their task label is ""', highlight=False, soft_wrap=True)
-    table = Table(title=f"hope import -> {out}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("clips written", str(len(result.written)))
-    table.add_row("already done", str(len(result.already_done)))
-    table.add_row("skipped", str(len(result.skipped)))
-    table.add_row("encoder", f"imported:{feature_map}")
-    table.add_row("frames per clip", str(result.frames_per_clip))
-    for name, count in result.tasks.items():
-        table.add_row(f"task {name}", str(count))
-    table.add_row("with extrinsics", f"{result.with_extrinsics} (not stored)")
-    table.add_row("seconds", f"{result.seconds:.1f}")
-    err.print(table)
-    if result.skipped:
-        skipped = Table(title="skipped")
-        skipped.add_column("file: reason", overflow="fold")
-        for s in result.skipped:
-            skipped.add_row(s.reason)
-        err.print(skipped)
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
-    if result.skipped and not allow_skips:
-        raise click.ClickException(
-            f"{len(result.skipped)} clip(s) skipped; fix them or pass --allow-skips")
+    rows = [("encoder", f"imported:{feature_map}"), ("frames per clip", str(result.frames_per_clip))]
+    rows += [(f"task {name}", str(count)) for name, count in result.tasks.items()]
+    rows.append(("with extrinsics", f"{result.with_extrinsics} (not stored)"))
+    report_writes(f"hope import -> {out}", result, rows, as_json=as_json, allow_skips=allow_skips, unit="clip")
