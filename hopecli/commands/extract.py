@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hopecli.commands.summary import report_writes
+from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
 
 
@@ -68,29 +67,8 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
     if encoder.info.get("random_features"):
         err.print(f"[yellow]warning:[/] no --weights given: {RANDOM_NOTE}", soft_wrap=True)
 
-    progress = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=err, transient=True,
-                        disable=not err.is_terminal)
-    bar = progress.add_task("clips", total=None)
-    written = 0
-
-    def on_clip(_: str) -> None:
-        nonlocal written
-        written += 1
-        progress.advance(bar)
-
-    try:
-        with progress:
-            result = extract(
-                videos, out, config, encoder=encoder,
-                on_skip=lambda s: progress.console.print(f"[yellow]skipped:[/] {s.reason}",
-                                                         highlight=False, soft_wrap=True),
-                on_start=lambda n: progress.update(bar, total=n),
-                on_clip=on_clip)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: {written} clips written to {out}; "
-                  "run the same command again to resume")
-        raise SystemExit(130) from None
+    with clip_progress("extract", out) as callbacks:
+        result = extract(videos, out, config, encoder=encoder, **callbacks)
 
     encoder_label = result.encoder["name"] + (
         " (random features)" if result.encoder.get("random_features") else "")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hopecli.commands.summary import report_writes
+from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
 
 
@@ -54,29 +53,8 @@ def command(source, out, feature_map, patches_per_step, tasks, action_mode, allo
                               tasks=tasks, action_mode=action_mode)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    progress = Progress(TextColumn("import"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=err, transient=True,
-                        disable=not err.is_terminal)  # a pipe gets no bar (and no stray blank line)
-    bar = progress.add_task("clips", total=None)
-    written = 0
-
-    def on_clip(_: str) -> None:
-        nonlocal written
-        written += 1
-        progress.advance(bar)
-
-    try:
-        with progress:
-            result = import_clips(
-                source, out, config,
-                on_skip=lambda s: progress.console.print(f"[yellow]skipped:[/] {s.reason}",
-                                                         highlight=False, soft_wrap=True),
-                on_start=lambda n: progress.update(bar, total=n),
-                on_clip=on_clip)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: {written} clips written to {out}; "
-                  "run the same command again to resume")
-        raise SystemExit(130) from None
+    with clip_progress("import", out) as callbacks:
+        result = import_clips(source, out, config, **callbacks)
 
     if result.unlabelled:
         err.print(f"[yellow]warning:[/] {result.unlabelled} clip(s) lie outside every --task "

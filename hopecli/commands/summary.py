@@ -1,11 +1,13 @@
-"""The end-of-run report shared by the commands that write a store clip by clip."""
+"""Progress and the end-of-run report shared by the commands that write a store clip by clip."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hopecli.console import err
@@ -40,3 +42,34 @@ def report_writes(title: str, result, extra_rows: Sequence[tuple[str, str]], *, 
     if result.skipped and not allow_skips:
         raise click.ClickException(
             f"{len(result.skipped)} {unit}(s) skipped; fix them or pass --allow-skips")
+
+
+@contextmanager
+def clip_progress(label: str, out) -> Iterator[dict]:
+    """A Rich bar on stderr (none when stderr is not a terminal); yields the `on_skip`,
+    `on_start` and `on_clip` callbacks of the writer. Ctrl-C ends the command with exit
+    130 and says how to resume: what was written stays valid."""
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, transient=True,
+                        disable=not err.is_terminal)
+    bar = progress.add_task("clips", total=None)
+    written = 0
+
+    def on_clip(_: str) -> None:
+        nonlocal written
+        written += 1
+        progress.advance(bar)
+
+    callbacks = {
+        "on_skip": lambda s: progress.console.print(f"[yellow]skipped:[/] {s.reason}",
+                                                    highlight=False, soft_wrap=True),
+        "on_start": lambda n: progress.update(bar, total=n),
+        "on_clip": on_clip,
+    }
+    try:
+        with progress:
+            yield callbacks
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {written} clips written to {out}; "
+                  "run the same command again to resume")
+        raise SystemExit(130) from None
