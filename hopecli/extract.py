@@ -76,16 +76,18 @@ class Skipped:
 
 
 @dataclass
-class ExtractResult:
-    """What a run did; `to_json` is the `--json` summary."""
+class WriteResult:
+    """What a clip-by-clip store writer did; `to_json` is the `--json` summary."""
 
     store: Path
     written: list[str] = field(default_factory=list)
     already_done: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    encoder: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
     seconds: float = 0.0
+
+    def details(self) -> dict[str, Any]:
+        """The writer's own entries of the summary."""
+        return {}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,11 +96,19 @@ class ExtractResult:
             "clips_already_done": len(self.already_done),
             "clips_skipped": len(self.skipped),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-            "encoder": self.encoder,
-            "random_features": bool(self.encoder.get("random_features")),
-            "device": self.device,
+            **self.details(),
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass
+class ExtractResult(WriteResult):
+    encoder: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def details(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "random_features": bool(self.encoder.get("random_features")),
+                "device": self.device}
 
 
 @dataclass(frozen=True)

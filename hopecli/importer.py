@@ -34,7 +34,7 @@ import numpy as np
 from hopecli import __version__
 from hopecli.data.store import ClipFeatures, FeatureStore
 from hopecli.errors import InputError, StoreMismatchError
-from hopecli.extract import Skipped
+from hopecli.extract import Skipped, WriteResult
 
 ACTION_MODES = ("first", "mean")
 CLIP_PREFIX = "clip_"
@@ -111,32 +111,15 @@ class ImportConfig:
 
 
 @dataclass
-class ImportResult:
-    """What a run did; `to_json` is the `--json` summary."""
-
-    store: Path
-    written: list[str] = field(default_factory=list)
-    already_done: list[str] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+class ImportResult(WriteResult):
     tasks: dict[str, int] = field(default_factory=dict)  # label -> clips (imported or planned)
     unlabelled: int = 0  # clips outside every --task range (only counted when tasks are given)
     with_extrinsics: int = 0
     frames_per_clip: int | None = None
-    seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "store": str(self.store),
-            "clips_written": len(self.written),
-            "clips_already_done": len(self.already_done),
-            "clips_skipped": len(self.skipped),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-            "tasks": self.tasks,
-            "clips_without_task": self.unlabelled,
-            "clips_with_extrinsics": self.with_extrinsics,
-            "frames_per_clip": self.frames_per_clip,
-            "seconds": round(self.seconds, 3),
-        }
+    def details(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "clips_without_task": self.unlabelled,
+                "clips_with_extrinsics": self.with_extrinsics, "frames_per_clip": self.frames_per_clip}
 
 
 @dataclass(frozen=True)
