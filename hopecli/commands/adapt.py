@@ -9,22 +9,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.options import run_source_options
 from hopecli.console import err
 
 
 @click.command()
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="Run folder written by `hope train`.")
+@run_source_options
 @click.option("--clip", "clips", type=click.Path(path_type=Path), multiple=True,
               help="A video with its .npz sidecar; repeat for several clips, streamed in order.")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="Read the clip from a feature store made with the run's encoder (with --index).")
-@click.option("--index", type=click.IntRange(min=0), default=None, help="Clip index in --store.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Encoder weights for --clip when the run's store was not made with the embedded "
-                   "default encoder; their checksum must match the store's.")
-@click.option("--which", type=click.Choice(["encoder", "target_encoder"]), default="target_encoder",
-              show_default=True, help="Which encoder of an official checkpoint --weights holds.")
 @click.option("--method", "methods", type=click.Choice(["memory", "layernorm", "both"]), multiple=True,
               default=("memory",), show_default=True,
               help="memory: the Titan memories write in context (HOPE); layernorm: TENT, only the "

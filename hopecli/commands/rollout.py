@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.options import run_source_options
 from hopecli.console import err
 
 
@@ -16,18 +17,9 @@ def _fmt(values) -> str:
 
 
 @click.command()
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="Run folder written by `hope train`.")
+@run_source_options
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help="A video with its .npz sidecar, encoded as the run's store was (first window).")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="A feature store made with the run's encoder (with --index).")
-@click.option("--index", type=click.IntRange(min=0), default=None, help="Clip index in --store.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Encoder weights for --clip/--goal when the run's store was not made with the "
-                   "embedded default encoder; their checksum must match the store's.")
-@click.option("--which", type=click.Choice(["encoder", "target_encoder"]), default="target_encoder",
-              show_default=True, help="Which encoder of an official checkpoint --weights holds.")
 @click.option("--context", type=click.IntRange(min=1), default=1, show_default=True,
               help="Observed steps before the first prediction.")
 @click.option("--actions", "actions_file", type=click.Path(path_type=Path), default=None,
