@@ -25,7 +25,7 @@ def _fmt(values) -> str:
 @click.option("--actions", "actions_file", type=click.Path(path_type=Path), default=None,
               help="Actions [H, A] (.npy) to roll out from the last context step instead of the clip's own.")
 @click.option("--init-state", type=click.Path(path_type=Path), default=None,
-              help="Adapted state written by `hope adapt --save` (memory states, CMS weights).")
+              help="Adapted state written by `hope adapt --save` (memory states, learned CMS and LayerNorm weights).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the predictions: PRED.npy ([H, P, D]) or PRED.zarr (with actions and errors).")
 @click.option("--png", type=click.Path(path_type=Path), default=None,
