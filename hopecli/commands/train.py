@@ -16,7 +16,7 @@ import click
 
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
-from hopecli.model.memory.config import KINDS, RULES, TitanConfig
+from hopecli.model.memory.config import KINDS, RULES, TARGETS, TitanConfig
 from hopecli.model.presets import PRESETS
 from hopecli.train.config import STRATEGIES
 from hopecli.train.optim import SCHEDULES
@@ -25,7 +25,7 @@ from hopecli.train.optim import SCHEDULES
 DATA_FIELDS = ("input_dim", "action_dim", "state_dim", "patches_per_step", "grid", "memory")
 # TitanConfig fields whose bare names would be ambiguous get a memory- prefix
 MEMORY_PREFIXED = ("dim", "heads", "hidden_mult", "kind")
-CHOICES = {"kind": KINDS, "update_rule": RULES}
+CHOICES = {"kind": KINDS, "update_rule": RULES, "memory_target": TARGETS}
 HELP = {
     "dim": "Width D of the predictor trunk.",
     "pattern": "Block per layer: " + ", ".join(f"{k} = {v}" for k, v in BLOCK_LETTERS.items()) + ".",
@@ -43,7 +43,8 @@ HELP = {
     "kind": "Memory kind of H blocks (L blocks are always linear).",
     "update_rule": "Memory update rule of H blocks: dgd (delta gradient descent) or gd.",
     "static_q": "A plain linear q projection instead of the self-modifying M_q.",
-    "eta_max": "Upper bound of the per-token learning rate eta.",
+    "memory_target": "What the memory box of H blocks learns: self (its own M(v), HOPE) or value (v; L blocks always).",
+    "eta_max": "Upper bound of the per-token learning rate eta (<= 1; every write is a contraction there).",
     "eta_init": "Starting value of eta (through its bias).",
     "alpha_init": "Starting value of the per-token retention alpha (through its bias).",
     "checkpoint_chunks": "Recompute memory chunks in the backward instead of storing them.",
