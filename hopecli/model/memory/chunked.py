@@ -62,36 +62,51 @@ def _read(layers: tuple[Tensor, ...], z: Tensor) -> Tensor:
 def _decay(rows: Tensor, cols: Tensor) -> Tensor:
     """exp(rows_t - cols_s) for s < t, else 0: rows, cols [..., C] -> [..., C, C]."""
     size = rows.shape[-1]
-    strict = torch.ones(size, size, dtype=torch.bool, device=rows.device).tril(-1)
-    diff = rows[..., :, None] - cols[..., None, :]
-    return torch.where(strict, diff, torch.full_like(diff, float("-inf"))).exp()
+    later = torch.ones(size, size, dtype=torch.bool, device=rows.device).triu()  # s >= t
+    return (rows[..., :, None] - cols[..., None, :]).masked_fill(later, float("-inf")).exp()
+
+
+class ChunkDecay:
+    """The forgetting inside one chunk, shared by every layer: log_alpha [..., C]."""
+
+    def __init__(self, log_alpha: Tensor) -> None:
+        self.log_alpha = log_alpha
+        self.cum = log_alpha.cumsum(-1)  # log gamma_t
+        self.ratio = _decay(self.cum, self.cum)  # gamma_t / gamma_s for s < t, [..., C, C]
 
 
 class DeltaChunk:
     """One layer's chunk of the gated delta rule on D = W - M_0 (module docstring).
 
-    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta, log_alpha [..., C].
+    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta [..., C].
     """
 
-    def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, log_alpha: Tensor) -> None:
-        self.d0, self.keys, self.log_alpha = d0, keys, log_alpha
-        self.cum = log_alpha.cumsum(-1)  # log gamma_t
-        a = beta[..., None] * _decay(self.cum, self.cum) * (keys @ _t(keys))  # [..., C, C]
-        rhs = beta[..., None] * (values - self.cum.exp()[..., None] * (keys @ _t(d0)))
+    def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, decay: ChunkDecay) -> None:
+        self.d0, self.keys, self.decay = d0, keys, decay
+        a = (beta[..., None] * decay.ratio) * (keys @ _t(keys))  # [..., C, C], strictly lower
+        rhs = beta[..., None] * (values - decay.cum.exp()[..., None] * (keys @ _t(d0)))
         self.d = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)  # [..., C, out]
 
     def final(self) -> Tensor:
         """D after the chunk."""
-        last = self.cum[..., -1:]
-        scaled = self.d * (last - self.cum).exp()[..., None]
+        last = self.decay.cum[..., -1:]
+        scaled = self.d * (last - self.decay.cum).exp()[..., None]
         return last.exp()[..., None] * self.d0 + _t(scaled) @ self.keys
 
-    def read_before(self, r: Tensor, box: int) -> Tensor:
-        """D_t-1 r_t of memory `box` for every token t: r [B, H, C, in] -> [B, H, C, out]."""
-        cum, d0, keys, d = (t[:, box] for t in (self.cum, self.d0, self.keys, self.d))
-        prev = cum - self.log_alpha[:, box]  # log gamma_t-1
-        weights = _decay(prev, cum) * (r @ _t(keys))
-        return prev.exp()[..., None] * (r @ _t(d0)) + weights @ d
+    def read_before(self, r: Tensor, box: int, ratio: Tensor) -> Tensor:
+        """D_t-1 r_t of memory `box` for every token t: r [B, H, C, in] -> [B, H, C, out].
+
+        ratio: gamma_t-1 / gamma_s for s < t of that memory [B, H, C, C] (read_ratio).
+        """
+        prev = self.decay.cum[:, box] - self.decay.log_alpha[:, box]  # log gamma_t-1
+        weights = ratio * (r @ _t(self.keys[:, box]))
+        return prev.exp()[..., None] * (r @ _t(self.d0[:, box])) + weights @ self.d[:, box]
+
+
+def read_ratio(decay: ChunkDecay, box: int) -> Tensor:
+    """gamma_t-1 / gamma_s for s < t of memory `box`: [B, H, C, C]."""
+    cum = decay.cum[:, box]
+    return _decay(cum - decay.log_alpha[:, box], cum)
 
 
 def chunk_targets(
@@ -152,12 +167,12 @@ def write_chunk(
     factor = 2.0 if cfg.update_rule == "dgd" else 1.0
     with torch.autocast(layers[0].device.type, enabled=False):
         dtype = layers[0].dtype
-        beta, log_alpha = (factor * eta).to(dtype), log_alpha.to(dtype)
+        beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
         chunks = []
         for w, w0, key, tau in zip(layers, init, keys, taus):
             key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
             values = tau - key @ _t(w0)  # tau_t - M_0 kappa_t
-            chunks.append(DeltaChunk(w - w0, key.expand(*values.shape[:-1], -1), values, beta, log_alpha))
+            chunks.append(DeltaChunk(w - w0, key.expand(*values.shape[:-1], -1), values, beta, decay))
         new = tuple(w0.to(dtype) + c.final() for w0, c in zip(init, chunks))
     return new, chunks
 
@@ -168,10 +183,11 @@ def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tenso
         dtype = chunks[0].d.dtype
         q = q.to(dtype)
         m0 = [w[-1].to(dtype) for w in init]
+        ratio = read_ratio(chunks[0].decay, -1)
         if len(chunks) == 2:
-            act = gelu(q @ _t(m0[0]) + chunks[0].read_before(q, -1))
-            return q + act @ _t(m0[1]) + chunks[1].read_before(act, -1)
-        return q @ _t(m0[0]) + chunks[0].read_before(q, -1)
+            act = gelu(q @ _t(m0[0]) + chunks[0].read_before(q, -1, ratio))
+            return q + act @ _t(m0[1]) + chunks[1].read_before(act, -1, ratio)
+        return q @ _t(m0[0]) + chunks[0].read_before(q, -1, ratio)
 
 
 def _chunk_step(
