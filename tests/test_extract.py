@@ -98,6 +98,21 @@ def test_json_summary_and_random_encoder_label(clips, tmp_path):
     assert json.loads(rerun.stdout)["clips_written"] == 0
 
 
+def test_empty_folder_among_inputs_is_named_and_fails_without_allow_skips(clips, tmp_path):
+    folder = _copy(clips, tmp_path)
+    (folder / "empty").mkdir()
+    result = _run(folder, folder / "empty", "--out", tmp_path / "s.zarr", "--frames", FRAMES, "--json")
+    assert result.exit_code == 1
+    assert f"skipped: {folder / 'empty'}: no videos in this folder" in result.stderr
+    assert result.stderr.rstrip().endswith("Error: 1 file(s) skipped; fix them or pass --allow-skips")
+    summary = json.loads(result.stdout)
+    assert summary["clips_written"] == 4 and summary["skipped"] == [
+        {"path": str(folder / "empty"), "reason": f"{folder / 'empty'}: no videos in this folder"}]
+    allowed = _run(folder, folder / "empty", "--out", tmp_path / "s.zarr", "--frames", FRAMES,
+                   "--allow-skips")
+    assert allowed.exit_code == 0, allowed.output
+
+
 def test_stdin_paths(clips, tmp_path):
     names = [clips / "low_001.mp4", clips / "high_000.mp4"]
     result = _run("-", "--out", tmp_path / "s.zarr", "--frames", FRAMES,

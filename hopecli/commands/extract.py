@@ -52,7 +52,7 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
     from hopecli.data.video import list_videos
     from hopecli.encoder import load_encoder
     from hopecli.errors import InputError
-    from hopecli.extract import RANDOM_NOTE, ExtractConfig, extract
+    from hopecli.extract import RANDOM_NOTE, ExtractConfig, Skipped, extract
 
     if stride is not None and target_fps is not None:
         raise click.UsageError("give --stride or --target-fps, not both")
@@ -60,7 +60,9 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
                            frames=frames, stride=stride, target_fps=target_fps,
                            long_clips=long_clips, time_mode=time_mode,
                            batch_size=batch_size, device=device)
-    videos = list_videos(paths)
+    empty: list[Skipped] = []  # folders among PATHS without a video: skipped inputs
+    videos = list_videos(paths, on_empty=lambda folder: empty.append(
+        Skipped(str(folder), f"{folder}: no videos in this folder")))
     if not videos:
         raise InputError(f"no videos found in {', '.join(paths)}")
     encoder = load_encoder(config.weights, which=config.which)
@@ -68,7 +70,10 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
         err.print(f"[yellow]warning:[/] no --weights given: {RANDOM_NOTE}", soft_wrap=True)
 
     with clip_progress("extract", out) as callbacks:
+        for skipped in empty:
+            callbacks["on_skip"](skipped)
         result = extract(videos, out, config, encoder=encoder, **callbacks)
+    result.skipped[:0] = empty
 
     encoder_label = result.encoder["name"] + (
         " (random features)" if result.encoder.get("random_features") else "")

@@ -9,7 +9,7 @@ here as `preprocess` so that extract and every other caller share one function.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,11 +32,13 @@ LONG_CLIPS = ("windows", "cut")
 decord.logging.set_level(decord.logging.QUIET)
 
 
-def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None) -> list[Path]:
+def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None,
+                on_empty: Callable[[Path], None] | None = None) -> list[Path]:
     """Video files named by PATHS: files as given, folders searched recursively (sorted),
     and `-` read as newline-separated paths from stdin. Duplicates are dropped.
 
-    A path that does not exist is kept, so that reading it reports the problem per file.
+    A path that does not exist is kept, so that reading it reports the problem per file;
+    a folder without any video is passed to `on_empty`.
     """
     found: list[Path] = []
     for raw in paths:
@@ -46,8 +48,11 @@ def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None) -> lis
             continue
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*")
+            inside = sorted(p for p in path.rglob("*")
                             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not inside and on_empty is not None:
+                on_empty(path)
+            found += inside
         else:
             found.append(path)
     unique: dict[Path, Path] = {}
