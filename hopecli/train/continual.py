@@ -34,6 +34,7 @@ from hopecli.train.rundir import CONFIG, METRICS, RESULTS, MetricsLog, read_json
 from hopecli.train.validate import evaluate_clips
 
 ERRORS = ("teacher_forcing", "jump")
+RESUME_FREE = ("device",)  # config fields a resumed run may change (a checkpoint is device-free)
 
 
 def store_info(store) -> dict:
@@ -285,7 +286,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World) ->
             raise HopeError(f"{path}: {e}") from None
         for section in ("model", "train"):
             diff = sorted(k for k in set(saved[section]) | set(config[section])
-                          if saved[section].get(k) != config[section].get(k))
+                          if saved[section].get(k) != config[section].get(k) and k not in RESUME_FREE)
             if diff:
                 raise HopeError(f"{path}: --resume needs the saved {section} config; these differ: {diff}")
         if saved["store"]["encoder"] != config["store"]["encoder"]:
