@@ -266,8 +266,9 @@ def train(
 def _kept_on_resume(record: dict, progress: dict) -> bool:
     """metrics.jsonl records that the checkpoint being resumed already accounts for."""
     if record.get("kind") == "eval":
-        return record["experience"] < progress["experience"] or (
-            record["experience"] == -1 and progress["initial"] is not None)
+        if record["experience"] == -1:  # the untrained model's: kept only if the checkpoint holds it
+            return progress["initial"] is not None
+        return record["experience"] < progress["experience"]
     return record.get("step", 0) <= progress["global_step"]
 
 

@@ -45,3 +45,34 @@ def test_resume_on_another_device(store_path, tmp_path):
     result = _run("train", store_path, "--out", run, "--resume", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "on cpu" in result.output
+
+
+def test_resume_before_the_first_checkpoint_logs_the_initial_evaluation_once(store_path, tmp_path, monkeypatch):
+    from hopecli.data.store import FeatureStore
+    from hopecli.model.presets import preset_config
+    from hopecli.train import loop
+    from hopecli.train.checkpoint import latest_checkpoint
+    from hopecli.train.config import TrainConfig
+    from hopecli.train.continual import train
+    from hopecli.train.rundir import MetricsLog
+
+    store = FeatureStore.open(store_path)
+    model_cfg = preset_config("vit_tiny", input_dim=16, action_dim=2, state_dim=2, patches_per_step=4)
+    cfg = TrainConfig(steps=2, batch_size=2, horizon=1)
+    run = tmp_path / "run"
+    real_step = loop.optimizer_step
+
+    def crash_at_2(optimizer, step, *args):
+        if step == 2:
+            raise RuntimeError("crash")
+        return real_step(optimizer, step, *args)
+
+    monkeypatch.setattr(loop, "optimizer_step", crash_at_2)
+    with pytest.raises(RuntimeError):
+        train(store, run, model_cfg, cfg)
+    monkeypatch.undo()
+    assert latest_checkpoint(run) is None
+    train(store, run, model_cfg, cfg, resume=True)
+    records = MetricsLog.read(run / "metrics.jsonl")
+    assert [r["experience"] for r in records if r["kind"] == "eval"] == [-1, 0, 1]
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4]
