@@ -269,13 +269,11 @@ def command(store, run_dir, resume, preset, **kwargs):
     """
     from hopecli.data.store import FeatureStore
     from hopecli.errors import HopeError
-    from hopecli.model import PredictorConfig
     from hopecli.model.presets import preset_config
-    from hopecli.train.config import TrainConfig
     from hopecli.train.continual import train
     from hopecli.train.data import clip_shape
     from hopecli.train.distributed import init_from_env, resolve_device, shutdown
-    from hopecli.train.rundir import CONFIG, read_json
+    from hopecli.train.runconfig import read_run_config
 
     ctx = click.get_current_context()
     given = [flag for flag in _given(ctx, ["preset", *kwargs]) if flag != "--device"]
@@ -283,9 +281,8 @@ def command(store, run_dir, resume, preset, **kwargs):
     if resume:
         if given:
             raise click.UsageError(f"--resume continues with the saved configuration; drop {', '.join(given)}")
-        saved = read_json(run_dir / CONFIG)
-        model_cfg = PredictorConfig.from_dict(saved["model"])
-        train_cfg = TrainConfig.from_dict(saved["train"])
+        saved = read_run_config(run_dir)
+        model_cfg, train_cfg = saved.model, saved.train
         if _given(ctx, ["device"]):  # a checkpoint is device-free: resume anywhere
             train_cfg = dataclasses.replace(train_cfg, device=kwargs["device"])
     else:

@@ -30,7 +30,8 @@ from hopecli.train.distributed import World, barrier, init_from_env
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, MetricsLog, read_json, write_json
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, MetricsLog, write_json
+from hopecli.train.runconfig import read_run_config
 from hopecli.train.validate import evaluate_clips
 
 ERRORS = ("teacher_forcing", "jump")
@@ -278,13 +279,9 @@ def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World) ->
     if resume:
         if not path.exists():
             raise HopeError(f"{run_dir}: nothing to resume (no {CONFIG})")
-        saved = read_json(path)
         # through the config classes, so fields added since the run started compare as defaults
-        try:
-            saved = {**saved, "model": PredictorConfig.from_dict(saved["model"]).to_dict(),
-                     "train": TrainConfig.from_dict(saved["train"]).to_dict()}
-        except ValueError as e:
-            raise HopeError(f"{path}: {e}") from None
+        parsed = read_run_config(run_dir)
+        saved = {**parsed.raw, "model": parsed.model.to_dict(), "train": parsed.train.to_dict()}
         for section in ("model", "train"):
             diff = sorted(k for k in set(saved[section]) | set(config[section])
                           if saved[section].get(k) != config[section].get(k) and k not in RESUME_FREE)

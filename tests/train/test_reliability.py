@@ -4,6 +4,7 @@ and interruptions. Each test reproduces its fault through the real command."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,48 @@ def test_resume_before_the_first_checkpoint_logs_the_initial_evaluation_once(sto
     records = MetricsLog.read(run / "metrics.jsonl")
     assert [r["experience"] for r in records if r["kind"] == "eval"] == [-1, 0, 1]
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A store and a finished one-experience run on it (vit_tiny, one step)."""
+    from .conftest import make_store
+
+    folder = tmp_path_factory.mktemp("finished")
+    store = make_store(folder / "store.zarr", {"a": 4, "b": 4})
+    run = folder / "run"
+    assert _train(store, run).exit_code == 0
+    return store, run
+
+
+DAMAGE = {
+    "field-edited": (lambda c: c["model"].update(drop_path="x"),
+                     "model.drop_path must be a number, got 'x'"),
+    "model-missing": (lambda c: c.pop("model"), "the 'model' section is missing"),
+    "list-not-object": (lambda c: [c], "the file must hold an object with model, train and store, got list"),
+    "bad-value": (lambda c: c["train"].update(batch_size=0), "train: batch_size must be >= 1, got 0"),
+    "store-field": (lambda c: c["store"].pop("time_mode"), "store.time_mode is missing"),
+}
+COMMANDS = {
+    "rollout": lambda store, run: ["rollout", "--run", run, "--store", store, "--index", 0],
+    "adapt": lambda store, run: ["adapt", "--run", run, "--store", store, "--index", 0],
+    "eval-horizon": lambda store, run: ["eval", run, "--horizon", 1],
+    "train-resume": lambda store, run: ["train", store, "--out", run, "--resume"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_config_json_is_one_line_naming_the_file_and_field(finished_run, tmp_path, damage, command):
+    import shutil
+
+    store, original = finished_run
+    run = Path(shutil.copytree(original, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    edit, message = DAMAGE[damage]
+    edited = edit(config)
+    (run / "config.json").write_text(json.dumps(edited if isinstance(edited, list) else config))
+    result = _run(*COMMANDS[command](store, run))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {run / 'config.json'}: {message}"
+    assert "Traceback" not in result.output
