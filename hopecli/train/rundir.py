@@ -3,6 +3,7 @@
 ```
 RUN/
   config.json       resolved model config, training config, store path and encoder info
+  split.json        names of the training and validation clips of every partition
   metrics.jsonl     one JSON object per line: training steps and evaluations
   results.json      error matrices R (teacher forcing, jump) and per-horizon errors
   checkpoints/      see hopecli.train.checkpoint
@@ -27,6 +28,7 @@ from hopecli.errors import HopeError
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
+SPLIT = "split.json"
 CHECKPOINTS = "checkpoints"
 
 

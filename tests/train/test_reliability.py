@@ -122,3 +122,33 @@ def test_damaged_config_json_is_one_line_naming_the_file_and_field(finished_run,
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: {run / 'config.json'}: {message}"
     assert "Traceback" not in result.output
+
+
+def test_resume_refuses_a_store_whose_split_changed(tmp_path, monkeypatch):
+    """More clips extracted into the store after the run started: the validation set of
+    task a would grow from 1 clip to 2, so rows of R would come from different sets."""
+    import numpy as np
+
+    from hopecli.data.store import ClipFeatures, FeatureStore
+
+    from .conftest import make_store
+
+    store_path = make_store(tmp_path / "store.zarr", {"a": 6, "b": 6})
+    run = tmp_path / "run"
+    result = _run("train", store_path, "--out", run, "--preset", "vit_tiny", "--steps", "1", "--batch-size", "2",
+                  "--horizon", "1")
+    assert result.exit_code == 0, result.output
+    split = json.loads((run / "split.json").read_text())
+    assert [len(split["val"][t]) for t in ("a", "b")] == [1, 1] and len(split["train"]["a"]) == 5
+
+    store = FeatureStore.open(store_path, writable=True)
+    ids = store.add_clips([f"a/more{i}.mp4#0" for i in range(10)], ["a"] * 10)
+    for i in ids:
+        clip = store.read(0)
+        store.write(i, ClipFeatures(clip.features, clip.actions, np.asarray(clip.states)))
+    result = _run("train", store_path, "--out", run, "--resume")
+    assert result.exit_code == 1
+    line = result.output.splitlines()[-1]
+    assert line.startswith(f"Error: {store_path.resolve()}: the clips differ from the split recorded in "
+                           f"{run / 'split.json'}: task 'a' now has 2 validation clip(s), not 1 (new ")
+    assert line.endswith("; resume on the store as it was, or start a new run with another --out")
