@@ -8,6 +8,7 @@ them. The data shapes (feature width, patches, action and state size) come from 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import types
 import typing
 from pathlib import Path
@@ -273,6 +274,7 @@ def command(store, run_dir, resume, preset, **kwargs):
     from hopecli.train.continual import train
     from hopecli.train.data import clip_shape
     from hopecli.train.distributed import init_from_env, resolve_device, shutdown
+    from hopecli.train.interrupt import TrainingInterrupted
     from hopecli.train.runconfig import read_run_config
 
     ctx = click.get_current_context()
@@ -306,8 +308,18 @@ def command(store, run_dir, resume, preset, **kwargs):
             state_dim=attrs["state_dim"], patches_per_step=attrs["patches_per_step"],
             grid=tuple(attrs["grid"]), **overrides))
     world = init_from_env(train_cfg.device)
+    resume_command = shlex.join(["hope", "train", str(store), "--out", str(run_dir), "--resume"])
     try:
         results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
+    except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: the step reached is checkpointed
+        if world.is_main:
+            err.print(f"{e}; continue with: {resume_command}", highlight=False, soft_wrap=True)
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # a second signal: aborted at once
+        if world.is_main:
+            err.print(f"aborted; `{resume_command}` continues from the last checkpoint",
+                      highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
     finally:
         shutdown(world)
     if world.is_main:

@@ -27,6 +27,7 @@ from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
 from hopecli.train.distributed import World, barrier, init_from_env
+from hopecli.train.interrupt import stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
@@ -221,7 +222,7 @@ def train(
         barrier(world)
 
     try:
-        with Reporter(cfg, world) as reporter:
+        with stop_on_signals() as stop, Reporter(cfg, world) as reporter:
             reporter.print(
                 f"{model_cfg.pattern} predictor, {model.num_parameters():,} parameters, on {world.device}"
                 f"{f' x {world.size} processes' if world.distributed else ''}; "
@@ -241,7 +242,7 @@ def train(
                 global_step = train_experience(
                     exp, objective=objective, optimizer=optimizer, store=store, clip_steps=clip_steps,
                     start_step=progress["step"], global_step=progress["global_step"], cfg=cfg, world=world,
-                    log=log, reporter=reporter, checkpoint=periodic,
+                    log=log, reporter=reporter, checkpoint=periodic, stop=stop,
                 )
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)
                 for k in ERRORS:

@@ -73,6 +73,15 @@ def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     return t
 
 
+def all_max(t: torch.Tensor, world: World) -> torch.Tensor:
+    """Elementwise maximum of a CPU tensor `t` over all ranks (a no-op for one process)."""
+    if world.distributed:
+        moved = t.to(world.device)
+        dist.all_reduce(moved, op=dist.ReduceOp.MAX)
+        t = moved.cpu()
+    return t
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

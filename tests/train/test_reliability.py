@@ -152,3 +152,90 @@ def test_resume_refuses_a_store_whose_split_changed(tmp_path, monkeypatch):
     assert line.startswith(f"Error: {store_path.resolve()}: the clips differ from the split recorded in "
                            f"{run / 'split.json'}: task 'a' now has 2 validation clip(s), not 1 (new ")
     assert line.endswith("; resume on the store as it was, or start a new run with another --out")
+
+
+# Runs `hope train` with optimizer_step wrapped: after global step 3 the process writes
+# MARKER and waits for GO, so the test signals it at a known step (the wait polls a file:
+# the signal, sent before GO exists, is handled before the wait can end).
+HOOKED_TRAIN = """
+import pathlib, sys, time
+from hopecli.train import loop
+marker, go = map(pathlib.Path, sys.argv[1:3])
+del sys.argv[1:3]
+real_step = loop.optimizer_step
+def hooked(optimizer, step, *args):
+    logs = real_step(optimizer, step, *args)
+    if step == 3:
+        marker.touch()
+        while not go.exists():
+            time.sleep(0.01)
+    return logs
+loop.optimizer_step = hooked
+from hopecli.cli import main
+main()
+"""
+INTERRUPTED_ARGS = ["--preset", "hope_tiny", "--tasks", "a,b", "--steps", "4", "--batch-size", "2",
+                    "--horizon", "1", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from .conftest import make_store
+
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    store = make_store(folder / "store.zarr", {"a": 6, "b": 6})
+    run = folder / "run"
+    result = _run("train", store, "--out", run, *INTERRUPTED_ARGS)
+    assert result.exit_code == 0, result.output
+    return store, run
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_signal_checkpoints_the_step_reached_and_resume_continues_exactly(uninterrupted, tmp_path, signum, code):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from hopecli.train.checkpoint import latest_checkpoint
+    from hopecli.train.rundir import MetricsLog
+
+    store, full = uninterrupted
+    run, marker, go = tmp_path / "run", tmp_path / "marker", tmp_path / "go"
+    command = [sys.executable, "-c", HOOKED_TRAIN, str(marker), str(go), "train", str(store), "--out", str(run),
+               *INTERRUPTED_ARGS]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        while not marker.exists() and process.poll() is None:
+            time.sleep(0.02)
+        assert marker.exists(), process.communicate()
+        process.send_signal(signum)
+        go.touch()
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    name = "SIGINT" if signum == 2 else "SIGTERM"
+    assert lines[-1] == (f"stopped by {name} after step 3 (experience 1 'a', step 3 of 4); checkpoint "
+                         f"step-0000003 saved; continue with: hope train {store} --out {run} --resume")
+    assert latest_checkpoint(run) == "step-0000003"
+    assert [r["step"] for r in MetricsLog.read(run / "metrics.jsonl") if r["kind"] == "step"] == [1, 2, 3]
+
+    result = _run("train", store, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+
+    def losses(folder):
+        return [(r["step"], r["loss"]) for r in MetricsLog.read(folder / "metrics.jsonl") if r["kind"] == "step"]
+
+    assert losses(run) == losses(full) and len(losses(full)) == 8
+    evals = [r["experience"] for r in MetricsLog.read(run / "metrics.jsonl") if r["kind"] == "eval"]
+    assert evals == [-1, 0, 1]
+    a = load_file(full / "checkpoints" / "experience-1" / "model.safetensors")
+    b = load_file(run / "checkpoints" / "experience-1" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run / "results.json").read_text()) == json.loads((full / "results.json").read_text())
