@@ -315,6 +315,12 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
                     device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 features = _encode(model, video, config.time_mode, tubelet).cpu().numpy()
             for (i, w, _), feats in zip(good, features):
+                with np.errstate(over="ignore"):
+                    feats = feats.astype(np.float16)  # as stored: beyond its range is infinite
+                if not np.isfinite(feats).all():
+                    skip(str(w.video), f"{w.video}: the encoder gave NaN or infinite features for clip "
+                                       f"{w.clip_id!r} (or beyond the float16 range); not written")
+                    continue
                 store.write(i, ClipFeatures(
                     features=feats,
                     actions=_steps(w.actions, config.time_mode, tubelet),

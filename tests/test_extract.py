@@ -268,3 +268,17 @@ def test_cuda_bf16_features_match_cpu(clips, tmp_path):
         ref, got = features.astype(np.float32), gpu[name].astype(np.float32)
         relative_rms = np.sqrt(np.mean((got - ref) ** 2) / np.mean(ref**2))
         assert relative_rms < 0.05, (name, relative_rms)
+
+
+def test_non_finite_features_are_never_written(clips, tmp_path):
+    """An encoder that gives NaN: every clip is skipped, named, and none is marked done."""
+    broken = load_encoder()
+    with torch.no_grad():
+        next(broken.model.parameters()).fill_(float("inf"))
+    result = extract(list_videos([clips]), tmp_path / "s.zarr", ExtractConfig(frames=FRAMES), encoder=broken)
+    assert result.written == [] and len(result.skipped) == 4
+    for skipped in result.skipped:
+        clip = Path(skipped.path).name + "#0"
+        assert skipped.reason == (f"{skipped.path}: the encoder gave NaN or infinite features for clip "
+                                  f"{clip!r} (or beyond the float16 range); not written")
+    assert not FeatureStore.open(tmp_path / "s.zarr").done.any()

@@ -24,6 +24,10 @@ import zarr
 
 from hopecli.errors import HopeError, StoreMismatchError
 
+
+class NonFiniteError(HopeError):
+    """A clip in a store holds NaN or infinite values."""
+
 PER_CLIP = ("features", "actions", "states")
 # attributes a re-run must agree on to append to or resume a store
 MATCHED_ATTRS = ("time_mode", "frames_per_clip", "resolution", "fps", "sampling",
@@ -190,6 +194,18 @@ class FeatureStore:
             raise HopeError(f"{self.path}: no task {unknown[0]!r}; tasks are {self.task_names()}")
         wanted = set(tasks)
         return [i for i, t in enumerate(self.tasks) if done[i] and t in wanted]
+
+    def check_finite(self, indices: Sequence[int], data: ClipFeatures) -> None:
+        """NonFiniteError naming the store and the first clip of `indices` (the clips `data`
+        holds, batch dim first, or one clip) with a NaN or infinite value."""
+        for name in PER_CLIP:
+            values = np.asarray(getattr(data, name))
+            finite = np.isfinite(values.reshape(len(indices), -1)).all(axis=1)
+            if not finite.all():
+                i = int(indices[int(np.argmin(finite))])
+                raise NonFiniteError(
+                    f"{self.path}: clip {self.clips[i]!r} (index {i}) has NaN or infinite {name}; "
+                    "extract it again or leave its task out")
 
     def read(self, index: int) -> ClipFeatures:
         return ClipFeatures(features=self.group["features"][index],

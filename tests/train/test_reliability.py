@@ -239,3 +239,62 @@ def test_signal_checkpoints_the_step_reached_and_resume_continues_exactly(uninte
     b = load_file(run / "checkpoints" / "experience-1" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((run / "results.json").read_text()) == json.loads((full / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def nan_store(finished_run):
+    """A store like the run's whose task-a clips hold NaN features."""
+    from .conftest import make_store
+
+    store, _ = finished_run
+    return make_store(store.parent / "nan.zarr", {"a": 4, "b": 4}, nan_task="a")
+
+
+@pytest.mark.parametrize("command", ["train", "eval-horizon", "rollout", "adapt"])
+def test_clip_with_nan_features_is_refused_naming_the_store_and_clip(finished_run, nan_store, tmp_path, command):
+    import re
+
+    _, run = finished_run
+    args = {
+        "train": ["train", nan_store, "--out", tmp_path / "run", "--preset", "vit_tiny", "--tasks", "a",
+                  "--steps", "1", "--batch-size", "2"],
+        "eval-horizon": ["eval", run, "--horizon", 1, "--store", nan_store],
+        "rollout": ["rollout", "--run", run, "--store", nan_store, "--index", 2],
+        "adapt": ["adapt", "--run", run, "--store", nan_store, "--index", 2],
+    }[command]
+    result = _run(*args)
+    assert result.exit_code == 1
+    line = result.output.splitlines()[-1]
+    assert re.fullmatch(re.escape(f"Error: {nan_store}: clip ") + r"'a/clip\d\.mp4#0' \(index \d\)"
+                        + re.escape(" has NaN or infinite features; extract it again or leave its task out"),
+                        line), line
+    if command in ("rollout", "adapt"):
+        assert "'a/clip2.mp4#0' (index 2)" in line
+
+
+@pytest.mark.parametrize("command", ["rollout", "adapt"])
+def test_json_output_is_strict_with_null_and_a_reason(finished_run, tmp_path, command):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    store, original = finished_run
+    run = Path(shutil.copytree(original, tmp_path / "run"))
+    weights = run / "checkpoints" / "experience-0" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors = {k: torch.full_like(v, float("nan")) if k.startswith("out") or "norm" in k else v
+               for k, v in tensors.items()}
+    save_file(tensors, weights)
+    result = _run(command, "--run", run, "--store", store, "--index", 0, "--json")
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in --json output")
+
+    report = json.loads(result.stdout, parse_constant=refuse)
+    assert report["non_finite"]["fields"] and "NaN or infinite" in report["non_finite"]["reason"]
+    if command == "rollout":
+        assert report["rollout"]["l1_per_horizon"][0] is None
+        assert "rollout.l1_per_horizon[0]" in report["non_finite"]["fields"]
+    else:
+        assert report["mean"]["frozen"] is None and "mean.frozen" in report["non_finite"]["fields"]
