@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 from rich.table import Table
 
 from hopecli.console import err
+from hopecli.train.rundir import dumps_report
 
 STREAM_LABELS = {
     "stream_error": "Stream Error",
@@ -173,4 +173,4 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
     err.print("figures: " + ", ".join(figures))
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(dumps_report(report))
