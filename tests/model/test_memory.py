@@ -254,11 +254,13 @@ def test_a_write_is_the_inner_gradient_step_normalised(kind: str) -> None:
     target = torch.randn(b, h, dh, dtype=torch.float64)
     loss = 0.5 * (memory_read(weights, k) - target).square().sum()
     grads = torch.autograd.grad(loss, weights)
-    if kind == "mlp":
+    if kind == "mlp":  # n: Gauss-Newton curvature along e, J^T e = dl/dp by autograd
         p = torch.einsum("bhij,bhj->bhi", weights[0], k).detach().requires_grad_(True)
-        (slope,) = torch.autograd.grad(F.gelu(p).sum(), p)
-        n = F.gelu(p).square().sum(-1) + (slope.square() * weights[1].square().sum(-2)).sum(-1)
-        n = torch.maximum(n, torch.ones_like(n))  # ||k|| = 1
+        u = F.gelu(p)
+        e = k + torch.einsum("bhij,bhj->bhi", weights[1].detach(), u) - target
+        (jte,) = torch.autograd.grad(0.5 * e.square().sum(), p)
+        n = u.square().sum(-1) + jte.square().sum(-1) / e.square().sum(-1)
+        n = torch.maximum(n, torch.ones_like(n)).detach()  # ||k|| = 1
     else:
         n = torch.ones(b, h, dtype=torch.float64)
     eta = torch.rand(b, h, dtype=torch.float64)
@@ -331,15 +333,15 @@ def test_eight_frames_of_correlated_tokens_at_eta_1_stay_bounded(case: Case) -> 
         assert torch.isfinite(drift).all() and drift.max() < 10 * cfg.head_dim**0.5
 
 
-LEARNS = [("linear", "gd", 0.9), ("mlp", "gd", 0.7), ("mlp", "dgd", 0.45)]
+LEARNS = [("linear", "gd", 0.9), ("mlp", "gd", 0.85), ("mlp", "dgd", 0.6)]
 
 
 @pytest.mark.parametrize("kind, rule, least", LEARNS, ids=[f"{k}-{r}" for k, r, _ in LEARNS])
 def test_memory_learns_repeated_pairs_in_context(kind: str, rule: str, least: float) -> None:
     """At the shipped eta_init and alpha_init, one-frame chunks of 16 pairs seen 16 times a
     frame with 90%-shared keys: the pair-specific recall error drops by `least` in 8
-    frames (bench/icl.py measures 100% / 82% / 57% at head dim 64; dgd's fixed point
-    along a key is half its target, which caps it)."""
+    frames, the issue's targets (bench/icl.py measures 100% / 95% / 74% at head dim 64;
+    dgd's fixed point along a key is half its target, which caps it at 75%)."""
     defaults = TitanConfig()
     cfg = TitanConfig(dim=32, heads=1, kind=kind, update_rule=rule, memory_target="value")
     torch.manual_seed(0)

@@ -136,9 +136,9 @@ def chunk_targets(
         e = k1 + w1u - target
         slope = gelu_grad(pk)
         g2 = (e @ w1) * slope
-        jac = slope.square() @ w1.square().sum(-2)[..., None]  # [B, NB, H, C, 1]
+        along = g2.square().sum(-1, keepdim=True) / (e.square().sum(-1, keepdim=True) + NORM_EPS)
         kk = k1.square().sum(-1, keepdim=True)
-        n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * jac).clamp_min(NORM_EPS)
+        n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * along).clamp_min(NORM_EPS)
         r = n.rsqrt()
         keys, taus = (k1 * r, u * r), ((pk - g2) * r, (w1u - e) * r)
     else:
