@@ -7,7 +7,8 @@ it watches them, at the chunk sizes the predictor uses, without diverging?
 
 The memory box of one head (head_dim 64; MLP hidden 4x) writes a stream of frames of
 --tokens tokens with memory_target "value" (it learns v_t itself), fixed eta and the
-shipped alpha_init; every write goes through the product's chunked path
+shipped alpha_init; cells above the rule's shipped eta_max (1 for gd, 0.5 for dgd) are
+shown in parentheses, the shipped eta_init in bold; every write goes through the product's chunked path
 (hopecli.model.memory.chunked: chunk_targets, write_chunk), so what is measured is the
 rule the predictor runs. The initial state is the module's own initialisation (MLP near
 the identity, linear S = I + noise).
@@ -38,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from rich.table import Table
 
-from hopecli.console import err
+from rich.console import Console
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig
 from hopecli.model.memory.chunked import chunk_targets, write_chunk
 from hopecli.model.memory.naive import memory_read
 
 HEAD_DIM = 64
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,8 @@ def run_cell(memory: Memory, task: str, shared: float, chunk: int, eta: float, a
         "chunk": chunk,
         "eta": eta,
         "diverged": diverged,
+        "beyond_eta_max": eta > cfg.eta_bound,
+        "shipped": math.isclose(eta, cfg.eta_start),
         "drop_1": None if diverged else drop[0],
         "drop_last": None if diverged else drop[-1],
     }
@@ -133,7 +137,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="repeated,distinct")
     parser.add_argument("--shared", default="0,0.9", help="shares of key variance, comma-separated")
     parser.add_argument("--chunks", default="1,16,258", help="chunk sizes in tokens; 258 = one frame")
-    parser.add_argument("--etas", default=f"0.01,0.1,{TitanConfig.eta_init},1.0")
+    parser.add_argument("--etas", default="0.01,0.1,0.25,0.5,1.0")
     parser.add_argument("--tokens", type=int, default=258, help="tokens per frame")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--samples", type=int, default=4)
@@ -163,11 +167,20 @@ def main() -> None:
                     for eta in etas:
                         r = run_cell(memory, task, shared, chunk, eta, args)
                         results.append(r)
-                        cells.append("DIVERGED" if r["diverged"] else f"{r['drop_1']:.0%} / {r['drop_last']:.0%}")
+                        cell = "DIVERGED" if r["diverged"] else f"{r['drop_1']:.0%} / {r['drop_last']:.0%}"
+                        if r["beyond_eta_max"]:
+                            cell = f"({cell})"
+                        elif r["shipped"]:
+                            cell = f"[bold]{cell}[/bold]"
+                        cells.append(cell)
                     table.add_row(memory.name, task, f"{shared:.0%}", str(chunk), *cells)
     err.print(table)
-    diverged = sum(r["diverged"] for r in results)
-    err.print(f"{diverged} of {len(results)} cells diverged")
+    within = [r for r in results if not r["beyond_eta_max"]]
+    err.print(
+        f"{sum(r['diverged'] for r in within)} of {len(within)} cells up to the rule's eta_max diverged; "
+        f"{sum(r['diverged'] for r in results) - sum(r['diverged'] for r in within)} of {len(results) - len(within)} "
+        "beyond it (in parentheses); bold: the shipped eta_init"
+    )
     if args.json:
         json.dump({"threads": args.threads, "results": results}, sys.stdout, indent=1)
         sys.stdout.write("\n")

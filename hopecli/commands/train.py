@@ -45,8 +45,8 @@ HELP = {
     "update_rule": "Memory update rule of H blocks: dgd (delta gradient descent) or gd.",
     "static_q": "A plain linear q projection instead of the self-modifying M_q.",
     "memory_target": "What the memory box of H blocks learns: self (its own M(v), HOPE) or value (v; L blocks always).",
-    "eta_max": "Upper bound of the per-token learning rate eta (<= 1; every write is a contraction there).",
-    "eta_init": "Starting value of eta (through its bias).",
+    "eta_max": "Upper bound of the per-token learning rate eta, at most 1 (default: 1 for gd, 0.5 for dgd, the largest that keep every write a contraction).",
+    "eta_init": "Starting value of eta through its bias (default: half of eta_max).",
     "alpha_init": "Starting value of the per-token retention alpha (through its bias).",
     "checkpoint_chunks": "Recompute memory chunks in the backward instead of storing them.",
 }

@@ -223,7 +223,7 @@ def _chunk_step(
     q = F.normalize(q, dim=-1)
     eta_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -2], eta_proj) + eta_bias[..., None]
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
-    eta = cfg.eta_max * torch.sigmoid(eta_logit)  # [B, NB, H, C]
+    eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
     log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
     keys, taus, loss = chunk_targets(layers, k, v, cfg)
 

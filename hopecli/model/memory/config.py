@@ -9,6 +9,10 @@ BOXES = ("k", "v", "q", "eta", "alpha", "memory")
 KINDS = ("mlp", "linear")
 RULES = ("dgd", "gd")
 TARGETS = ("self", "value")
+# the largest eta each rule keeps a non-oscillating contraction along every key:
+# a write scales a layer's deviation from M_0 along its key by alpha (1 - beta), with
+# beta = eta for gd and 2 eta for dgd
+RULE_ETA_MAX = {"gd": 1.0, "dgd": 0.5}
 
 
 @dataclass
@@ -29,11 +33,15 @@ class TitanConfig:
 
     eta = eta_max * sigmoid(.) and alpha = sigmoid(.) are per token, head and memory;
     eta_init and alpha_init set their starting values through the biases. Every write
-    is normalised by its layer's input and computed exactly inside a chunk, so it is a
-    contraction for every eta <= 1 at any chunk size and key correlation: eta_max is 1
-    (beyond it, a gd step overshoots its target). eta_init 0.5 halves a key's error per
-    write. alpha is a per-token retention toward M_0: alpha_init 0.9999 keeps 81% of what
-    a memory wrote across one clip of 8 frames x 258 tokens (0.999 kept 13%).
+    is normalised by its layer's input and computed exactly inside a chunk, so along
+    every key it scales the memory's deviation from M_0 by alpha (1 - beta), beta = eta
+    (gd) or 2 eta (dgd), whatever the chunk size and key correlation. eta_max None is
+    the largest value that keeps this in [0, 1): 1 for gd (a write replaces the value
+    under its key) and 0.5 for dgd (at 1 a dgd write reflects along its key; measured
+    with bench/icl.py, a linear dgd memory's error on 258 distinct pairs grew past 10x
+    in 8 frames there). eta_init None is half of eta_max: a write goes halfway to its
+    target. alpha is a per-token retention toward M_0: alpha_init 0.9999 keeps 81% of
+    what a memory wrote across one clip of 8 frames x 258 tokens (0.999 kept 13%).
 
     checkpoint_chunks recomputes each chunk inside the backward instead of storing its
     activations (the chunked path only, and only when gradients are recorded).
@@ -46,8 +54,8 @@ class TitanConfig:
     update_rule: str = "dgd"
     static_q: bool = False
     memory_target: str = "self"
-    eta_max: float = 1.0
-    eta_init: float = 0.5
+    eta_max: float | None = None  # None: RULE_ETA_MAX of the rule
+    eta_init: float | None = None  # None: eta_max / 2
     alpha_init: float = 0.9999
     checkpoint_chunks: bool = True
 
@@ -70,10 +78,10 @@ class TitanConfig:
             raise ValueError(
                 f"hidden_mult {self.hidden_mult!r} gives no hidden units at head_dim {self.head_dim!r}"
             )
-        if not 0.0 < self.eta_max <= 1.0:
+        if self.eta_max is not None and not 0.0 < self.eta_max <= 1.0:
             raise ValueError(f"eta_max must be in (0, 1], got {self.eta_max!r}")
-        if not 0.0 < self.eta_init < self.eta_max:
-            raise ValueError(f"eta_init must be in (0, eta_max={self.eta_max!r}), got {self.eta_init!r}")
+        if self.eta_init is not None and not 0.0 < self.eta_init < self.eta_bound:
+            raise ValueError(f"eta_init must be in (0, eta_max={self.eta_bound!r}), got {self.eta_init!r}")
         if not 0.0 < self.alpha_init < 1.0:
             raise ValueError(f"alpha_init must be in (0, 1), got {self.alpha_init!r}")
 
@@ -92,9 +100,19 @@ class TitanConfig:
         return tuple(b for b in BOXES if not (self.static_q and b == "q"))
 
     @property
+    def eta_bound(self) -> float:
+        """eta_max, resolved: the rule's RULE_ETA_MAX when None."""
+        return self.eta_max if self.eta_max is not None else RULE_ETA_MAX[self.update_rule]
+
+    @property
+    def eta_start(self) -> float:
+        """eta_init, resolved: half of eta_bound when None."""
+        return self.eta_init if self.eta_init is not None else self.eta_bound / 2
+
+    @property
     def eta_bias_init(self) -> float:
-        """Logit that makes eta_max * sigmoid(logit) = eta_init."""
-        return math.log(self.eta_init / (self.eta_max - self.eta_init))
+        """Logit that makes eta_bound * sigmoid(logit) = eta_start."""
+        return math.log(self.eta_start / (self.eta_bound - self.eta_start))
 
     @property
     def alpha_bias_init(self) -> float:

@@ -193,7 +193,7 @@ def titan_naive(
                 q = F.normalize(q, dim=-1)
                 eta_logit = torch.einsum("bhd,nhd->bnh", read["eta"], gates.eta_proj) + gates.eta_bias
                 alpha_logit = torch.einsum("bhd,nhd->bnh", read["alpha"], gates.alpha_proj) + gates.alpha_bias
-                eta = cfg.eta_max * torch.sigmoid(eta_logit)  # [B, NB, H]
+                eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H]
                 alpha = torch.sigmoid(alpha_logit)  # [B, NB, H]
                 ys.append(memory_read(running[-1], q).reshape(batch, -1))
                 losses = []
