@@ -9,6 +9,7 @@ must only use helpers (activation, config, diagnostics, state) that still exist.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -35,7 +36,14 @@ def load_chunked(rev: str) -> Callable:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.titan_chunked
+    old = module.titan_chunked
+
+    def titan_chunked(x, state, gates, cfg, **kwargs):
+        # older revisions read eta_max / eta_init as plain numbers
+        cfg = dataclasses.replace(cfg, eta_max=cfg.eta_bound, eta_init=cfg.eta_start)
+        return old(x, state, gates, cfg, **kwargs)
+
+    return titan_chunked
 
 
 @contextlib.contextmanager

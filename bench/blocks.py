@@ -147,9 +147,9 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
                  lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, phase5, *CMS, N, 0.0, 0).to(device), b, f, False, device, args.bf16)),
             ]
             if args.before:
-            old = load_chunked(args.before)
-            for name, b, f, make in [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]:
-                cases.append((f"{name} @{args.before}", b, f, lambda make=make: tuple(under(old, fn) for fn in make())))
+                old = load_chunked(args.before)
+                for name, b, f, make in [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]:
+                    cases.append((f"{name} @{args.before}", b, f, lambda make=make: tuple(under(old, fn) for fn in make())))
         if "presets" in args.cases:
             cases += [
                 (f"preset {name}", batch, frames,
