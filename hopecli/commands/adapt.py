@@ -9,11 +9,22 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import run_source_options
 from hopecli.console import err
 
 
-@click.command()
+EXAMPLES = [
+    ("HOPE on a clip with a friction it never saw, against the ViT baseline adapted alike",
+     "hope adapt --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --baseline demo_out/vit_naive"),
+    ("only the in-context memory, with the CMS levels learning online, curves in a PNG",
+     "hope adapt --run runs/hope --clip new.mp4 --method memory --cms-online --png adapt.png"),
+    ("adapt on one clip, keep the state, continue on the next and then roll out from it",
+     "hope adapt --run runs/hope --clip a.mp4 --save a.state && hope rollout --run runs/hope --clip b.mp4 --init-state a.state"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "rollout", "eval"])
 @run_source_options
 @click.option("--clip", "clips", type=click.Path(path_type=Path), multiple=True,
               help="A video with its .npz sidecar; repeat for several clips, streamed in order.")

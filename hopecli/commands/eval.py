@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
 from hopecli.console import err
 
 STREAM_LABELS = {
@@ -109,7 +110,17 @@ def _horizon_table(runs: list[dict]) -> Table | None:
     return table
 
 
-@click.command()
+EXAMPLES = [
+    ("one run: its error matrices and metrics",
+     "hope eval runs/hope"),
+    ("several runs in one summary table, Gap Closed against the ViT naive and joint runs",
+     "hope eval runs/* --naive runs/vit_naive --joint runs/vit_joint --out-figure comparison.png"),
+    ("everything as JSON for a notebook",
+     "hope eval runs/hope runs/vit_naive --json > eval.json"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "rollout"])
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--naive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Run of the naive baseline (lower bound) for Gap Closed.")
@@ -126,29 +137,27 @@ def _horizon_table(runs: list[dict]) -> Table | None:
 def command(runs, naive, joint, horizon, store, out_figure, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
-    \b
-    R[i][j] is the error on partition j (the base first, if the run has one) after
-    experience i, for teacher-forcing and for jump error. Two metric families, each
-    for both matrices:
+    A run's error matrix has one row per experience (the state after training on it) and
+    one column per partition (the base partition first), each cell the validation error
+    on that partition then; there is one matrix for teacher-forcing error and one for
+    jump error. Lower errors are better. From each matrix:
 
-    \b
-    Ours: Avg Error: mean of the last row. Forgetting: mean over earlier partitions of
-    final error minus best error since learning it. Plasticity: mean of R[j][j]. BWT:
-    mean of (error after learning - final error), FWT: mean of (untrained error - error
-    just before learning); positive transfer helps. Gap Closed = (naive - run) /
-    (naive - joint) on Avg Error, with --naive and --joint baseline runs.
+    Avg Error is the mean of the last row. Forgetting is how much the error on earlier
+    partitions rose from its best value to the end (positive = forgot). Plasticity is
+    the mean error on each partition right after learning it. Backward transfer (BWT) is
+    how much later training lowered the error on earlier partitions, and forward
+    transfer (FWT) how much earlier training lowered it on partitions not yet learned
+    (both: positive = helped). Gap Closed = (naive - run) / (naive - joint) on Avg Error,
+    given --naive and --joint runs of the ViT baseline: 0% is naive fine-tuning, 100% is
+    as good as training on everything at once.
 
-    \b
-    The seeds' (per experience i, and final): Stream Error: mean of R[i][j] over the
-    partitions trained so far. Experience / Stream Forgetting: R[i][j] minus the lowest
-    earlier R[k][j], per partition / averaged. BWT: mean of (R[i][j] - error right
-    after learning j): positive means the error grew. FWT: mean error on partitions not
-    trained yet (final: mean over experiences).
+    The seeds' metric family (their pipeline's names) follows with --details: Stream
+    Error (mean error over the partitions trained so far), Stream Forgetting, their
+    backward transfer "BWT (error change)" with the opposite sign (positive = the error
+    grew), and "FWT (future error)", the error on partitions not trained yet.
 
-    \b
-    Each run also gets RUN/eval.png: both R heat maps, stream error and forgetting per
-    experience, error vs rollout horizon. --json prints everything, per-row values and
-    the experience-forgetting matrices included.
+    Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
+    experience, error vs rollout horizon. --json prints everything.
     """
     from hopecli.evaluate import ERROR_KINDS, evaluate_runs
 

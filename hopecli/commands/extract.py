@@ -6,11 +6,22 @@ from pathlib import Path
 
 import click
 
+from hopecli.commands.help import HopeCommand
 from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
 
 
-@click.command()
+EXAMPLES = [
+    ("every clip under sample_data/ with the embedded encoder (random features, for trying things out)",
+     "hope extract sample_data --out demo_out/sample.zarr"),
+    ("real V-JEPA 2 ViT-L features from the official checkpoint (facebookresearch/vjepa2, vitl.pt) on a GPU",
+     "hope extract videos/ --out clips.zarr --weights checkpoints/vitl.pt --which target_encoder --device cuda"),
+    ("paths from another program, one per line, frame by frame as V-JEPA 2-AC",
+     "find videos -name '*.mp4' | hope extract - --out clips.zarr --weights vjepa2-vitl-fpc64-256/ --time-mode frame"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["synth", "import", "train"])
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Feature store to create, resume or extend (a .zarr folder).")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import run_source_options
 from hopecli.console import err
 
@@ -16,7 +17,17 @@ def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:+.4f}" for v in values) + "]"
 
 
-@click.command()
+EXAMPLES = [
+    ("predict from 2 observed steps under the clip's own actions, with a picture and the features",
+     "hope rollout --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --context 2 --png rollout.png --out rollout.npy"),
+    ("a clip from the feature store instead of a video",
+     "hope rollout --run runs/hope --store demo_out/sample.zarr --index 5 --context 1 --json"),
+    ("plan actions toward a goal video with CEM (V-JEPA 2-AC's planner)",
+     "hope rollout --run runs/hope --clip start.mp4 --plan --goal goal.mp4 --png plan.png"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "eval"])
 @run_source_options
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help="A video with its .npz sidecar, encoded as the run's store was (first window).")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from hopecli.commands.help import HopeCommand
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import KINDS, RULES, TitanConfig
@@ -234,7 +235,35 @@ def _given(ctx: click.Context, names) -> list[str]:
     return [flags[n] for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
 
 
-@click.command()
+EXAMPLES = [
+    ("the CPU-sized HOPE predictor on three friction regimes, one after another",
+     "hope train demo_out/sample.zarr --out runs/hope --preset hope_tiny --tasks low,mid,high "
+     "--steps 100 --batch-size 8"),
+    ("the seeds' study: a base experience, then five physics shifts, the last 100 clips of each held out",
+     "hope train study.zarr --out runs/hope --base-task base "
+     "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
+     "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
+    ("the ViT baseline trained on every task at once (the upper bound of Gap Closed), on 2 GPUs",
+     "torchrun --nproc_per_node 2 hope train study.zarr --out runs/vit_joint "
+     "--preset vit_baseline --strategy joint --epochs 10"),
+]
+
+# the --help panels, in order; every option of the command belongs to one (a test checks)
+PANELS = {
+    "Continual learning": ["--tasks", "--base-task", "--strategy", "--steps", "--epochs", "--base-steps",
+                           "--base-epochs", "--replay-size", "--replay-fraction"],
+    "Data": ["--batch-size", "--val-fraction", "--val-clips", "--seed", "--eval-batch-size", "--horizon"],
+    "Model": ["--preset"],  # + one option per PredictorConfig / TitanConfig field, added below
+    "Optimisation": ["--teacher-weight", "--rollout-weight", "--rollout-steps", "--jump-weight", "--jump-k",
+                     "--lr", "--schedule", "--min-lr-ratio", "--warmup-steps", "--warmup-fraction",
+                     "--decay-fraction", "--weight-decay", "--grad-clip", "--lr-scale-titan", "--lr-scale-cms",
+                     "--lr-scale-other"],
+    "Output": ["--out", "--resume", "--device", "--log-every", "--checkpoint-every", "--warn-grad-norm",
+               "--warn-inner-loss", "--help"],
+}
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "import", "eval", "profile"])
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder to write (config, metrics, checkpoints, results).")
@@ -245,26 +274,20 @@ def _given(ctx: click.Context, names) -> list[str]:
 def command(store, run_dir, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 
-    \b
-    Partitions are store task labels: an optional --base-task, trained first, then the
-    --tasks one after another (--strategy naive, or replay), each with its own budget
-    (--base-steps/--base-epochs, and --steps/--epochs with one value or one per task),
-    or all at once (joint). After every experience the model is evaluated on fixed
-    held-out clips of every partition, future ones too (--val-clips N: the last N of
-    each, as the seeds; or --val-fraction), giving a row of the error matrices R
-    (teacher-forcing and jump error, a column per partition); a checkpoint follows each
-    experience. Losses: teacher forcing over the T-1 next steps, autoregressive rollout
-    and jump prediction (tau from --jump-k last steps), L1 against layer-normed
-    targets, weighted by --teacher-weight, --rollout-weight, --jump-weight. The lr
-    follows --schedule cosine or wsd (warm-up, constant, decay by fractions of each
-    experience). Under `torchrun --nproc_per_node N` the same command trains with DDP.
+    The clips of STORE are grouped into partitions by their task label. Training goes
+    through them as a sequence of experiences: an optional --base-task first, then the
+    --tasks one after another (--strategy naive or replay), or all of them at once
+    (joint), each with its own budget (--steps or --epochs: one value, or one per task).
+    After every experience the model is scored on held-out clips of every partition,
+    later ones included; this fills one row of the error matrix (row: after which
+    experience, column: which partition) and a checkpoint is written.
 
-    \b
-    The seeds' study (base, then five shifts), e.g.:
-      hope train study.zarr --out runs/hope --base-task base \\
-        --tasks scaling,dissipation,discretization,kinematics,compositional \\
-        --base-epochs 40 --epochs 10 --val-clips 100 --rollout-weight 0 --jump-k 3 \\
-        --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1
+    Three losses, each an L1 distance to layer-normed target features: teacher forcing
+    (predict every next step from the true steps before it), an autoregressive rollout
+    over a few steps, and jump prediction (from the first step straight to a later one).
+    Options can come from a --config file (YAML or JSON, e.g. an earlier run's
+    config.json); flags given on the command line override it. Under `torchrun
+    --nproc_per_node N` the same command trains with DDP.
     """
     from hopecli.data.store import FeatureStore
     from hopecli.model import PredictorConfig
@@ -318,4 +341,6 @@ def _checked(make):
 
 for _field, _memory, _hint in _model_fields():
     command.params.append(_model_option(_field, _memory, _hint))
+    PANELS["Model"].append(command.params[-1].opts[0])
 command.params.extend(TRAIN_OPTIONS)
+command.set_option_panels(list(PANELS.items()))
