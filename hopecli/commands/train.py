@@ -8,6 +8,7 @@ them. The data shapes (feature width, patches, action and state size) come from 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -111,13 +112,14 @@ def _model_option(field: str, memory: bool, hint) -> click.Option:
     return click.Option([f"--{name}", dest], type=kind, default=None, help=help_text)
 
 
-def _model_overrides(kwargs: dict) -> dict:
-    """The given model options as preset_config overrides ({"memory": {...}} nested)."""
+def _model_overrides(values: dict, keep_none: bool = False) -> dict:
+    """The model__ entries of `values` (removed from it) as preset_config overrides
+    ({"memory": {...}} nested); None means "the preset's value" unless keep_none."""
     overrides: dict = {}
     memory: dict = {}
-    for key in [k for k in kwargs if k.startswith("model__")]:
-        value = kwargs.pop(key)
-        if value is None:
+    for key in [k for k in values if k.startswith("model__")]:
+        value = values.pop(key)
+        if value is None and not keep_none:
             continue
         if key.startswith("model__memory__"):
             memory[key[len("model__memory__"):]] = value
@@ -126,6 +128,51 @@ def _model_overrides(kwargs: dict) -> dict:
     if memory:
         overrides["memory"] = memory
     return overrides
+
+
+def _dest(dotted: str) -> str:
+    """A config file field (model.memory.update_rule, train.optim.lr) -> its option's name."""
+    section, _, rest = dotted.partition(".")
+    return ("model__" if section == "model" else "") + rest.replace(".", "__")
+
+
+# when the command line gives one of a pair, the file's value of the other is dropped
+EXCLUSIVE = (("steps", "epochs"), ("base_steps", "base_epochs"), ("val_fraction", "val_clips"),
+             ("optim__warmup_steps", "optim__warmup_fraction"))
+
+
+def _apply_config_file(ctx: click.Context, path: Path, kwargs: dict, preset_given: bool) -> tuple[dict, dict]:
+    """Fill the options the command line did not give from a --config file.
+
+    Returns the file's sections and its model fields as preset_config overrides (empty
+    when --preset was given on the command line: the model then starts from that preset).
+    """
+    from hopecli.train.configfile import flat_fields, read_config_file
+
+    data = read_config_file(path)
+    fields = flat_fields(data)
+    unknown = [k for k in fields if _dest(k) not in kwargs]
+    if unknown:
+        raise click.UsageError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    values = {_dest(k): v for k, v in fields.items()}
+    on_command_line = {n for n in kwargs
+                       if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    for a, b in EXCLUSIVE:
+        for given, other in ((a, b), (b, a)):
+            if given in on_command_line:
+                values.pop(other, None)
+    model = _model_overrides(values, keep_none=True)
+    for name, value in values.items():
+        if name not in on_command_line:
+            kwargs[name] = value
+    return data, {} if preset_given else model
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = {**base, **top}
+    if "memory" in base and "memory" in top:
+        out["memory"] = {**base["memory"], **top["memory"]}
+    return out
 
 
 TRAIN_OPTIONS = [
@@ -224,7 +271,7 @@ def _train_config(kwargs: dict):
             sections[section][field] = value
         else:
             top[key] = value
-    if top["tasks"] is not None:
+    if isinstance(top["tasks"], str):
         top["tasks"] = tuple(t.strip() for t in top["tasks"].split(","))
     return TrainConfig(**top, **sections)
 
@@ -243,9 +290,8 @@ EXAMPLES = [
      "hope train study.zarr --out runs/hope --base-task base "
      "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
      "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
-    ("the ViT baseline trained on every task at once (the upper bound of Gap Closed), on 2 GPUs",
-     "torchrun --nproc_per_node 2 hope train study.zarr --out runs/vit_joint "
-     "--preset vit_baseline --strategy joint --epochs 10"),
+    ("repeat a run from its saved configuration with another seed (flags override the file)",
+     "hope train --config runs/hope/config.json --out runs/hope_seed1 --seed 1"),
 ]
 
 # the --help panels, in order; every option of the command belongs to one (a test checks)
@@ -258,20 +304,26 @@ PANELS = {
                      "--lr", "--schedule", "--min-lr-ratio", "--warmup-steps", "--warmup-fraction",
                      "--decay-fraction", "--weight-decay", "--grad-clip", "--lr-scale-titan", "--lr-scale-cms",
                      "--lr-scale-other"],
-    "Output": ["--out", "--resume", "--device", "--log-every", "--checkpoint-every", "--warn-grad-norm",
-               "--warn-inner-loss", "--help"],
+    "Output": ["--out", "--config", "--print-config", "--resume", "--device", "--log-every",
+               "--checkpoint-every", "--warn-grad-norm", "--warn-inner-loss", "--help"],
 }
 
 
 @click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "import", "eval", "profile"])
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder to write (config, metrics, checkpoints, results).")
+@click.argument("store", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder to write (config, metrics, checkpoints, results). Required.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML or JSON file of options in config.json's form (preset, store, model, train "
+                   "sections), e.g. an earlier run's config.json to repeat it; command-line flags override it, "
+                   "and --preset on the command line replaces its model section.")
+@click.option("--print-config", is_flag=True,
+              help="Print the fully resolved configuration as JSON (usable as --config) and exit.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint "
               "with its saved configuration.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="hope_phase5", show_default=True,
-              help="Predictor preset; the model options below override its fields.")
-def command(store, run_dir, resume, preset, **kwargs):
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Predictor preset; the model options below override its fields. [default: hope_phase5]")
+def command(store, run_dir, config_file, print_config, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 
     The clips of STORE are grouped into partitions by their task label. Training goes
@@ -299,14 +351,31 @@ def command(store, run_dir, resume, preset, **kwargs):
     from hopecli.train.rundir import CONFIG, read_json
 
     ctx = click.get_current_context()
-    given = _given(ctx, ["preset", *kwargs])
-    overrides = _model_overrides(kwargs)
+    given = _given(ctx, ["preset", "config_file", "print_config", *kwargs])
+    if run_dir is None and not print_config:
+        raise click.UsageError("Missing option '--out'.")
+    file_data, file_model = {}, {}
+    if config_file is not None and not resume:
+        file_data, file_model = _apply_config_file(ctx, config_file, kwargs, preset is not None)
+    if preset is None:
+        preset = file_data.get("preset") or "hope_phase5"
+        if preset not in PRESETS:
+            raise click.UsageError(f"{config_file}: unknown preset {preset!r}; "
+                                   f"choose one of {', '.join(sorted(PRESETS))}")
+    if store is None and not resume:
+        from hopecli.train.configfile import store_path
+
+        store = store_path(file_data)
+        if store is None:
+            raise click.UsageError("Missing argument 'STORE' (or a --config that names a store).")
+    overrides = _merge(file_model, _model_overrides(kwargs))
     if resume:
         if given:
             raise click.UsageError(f"--resume continues with the saved configuration; drop {', '.join(given)}")
         saved = read_json(run_dir / CONFIG)
         model_cfg = PredictorConfig.from_dict(saved["model"])
         train_cfg = TrainConfig.from_dict(saved["train"])
+        store = store or saved["store"]["path"]
     else:
         if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
             raise click.UsageError("give one of --steps and --epochs (per task)")
@@ -321,6 +390,11 @@ def command(store, run_dir, resume, preset, **kwargs):
             preset, input_dim=clip_shape(fs)[2], action_dim=attrs["action_dim"],
             state_dim=attrs["state_dim"], patches_per_step=attrs["patches_per_step"],
             grid=tuple(attrs["grid"]), **overrides))
+    if print_config:
+        resolved = {"preset": preset, "store": {"path": str(Path(fs.path).resolve())},
+                    "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
+        click.echo(json.dumps(resolved, indent=2))
+        return
     world = init_from_env(train_cfg.device)
     try:
         results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
