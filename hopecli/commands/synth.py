@@ -145,7 +145,7 @@ def command(out, clips, frames, resolution, fps, frictions, named, study, mass, 
         raise click.BadParameter(f"{resolution} is odd (H.264 needs an even size)",
                                  param_hint="--resolution")
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as progress:
+                  transient=True, disable=not err.is_terminal) as progress:
         bar = progress.add_task("clips", total=len(regimes) * clips)
         written = synth_clips(out, regimes, clips=clips, frames=frames, resolution=resolution,
                               fps=fps, mass=mass, shape=shape, seed=seed, single=single,
