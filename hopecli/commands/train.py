@@ -396,6 +396,8 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
         click.echo(json.dumps(resolved, indent=2))
         return
     world = init_from_env(train_cfg.device)
+    if world.is_main and not resume:
+        _announce(preset, model_cfg, fs, train_cfg, world)
     try:
         results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
     finally:
@@ -403,6 +405,22 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     if world.is_main:
         err.print(f"[green]done:[/] {run_dir} ({len(results['experiences'])} experience(s)); "
                   f"`hope eval {run_dir}` shows the metrics")
+
+
+def _announce(preset: str, model_cfg, store, train_cfg, world) -> None:
+    """Which preset and how many parameters; for a large model on a CPU, the time per step."""
+    from hopecli.train import estimate as est
+    from hopecli.train.continual import plan_protocol
+
+    found = est.estimate(model_cfg, store, train_cfg, world.device)
+    err.print(f"preset {preset}: {model_cfg.pattern} predictor, {found.parameters:,} parameters", highlight=False)
+    if found.seconds_per_step is not None:
+        steps = sum(e.steps for e in plan_protocol(store, train_cfg, world).experiences)
+        err.print(f"[yellow]warning:[/] preset {preset} has {found.parameters:,} parameters (over "
+                  f"{est.LARGE_ON_CPU:,}) and will train on the CPU: one step of batch {train_cfg.batch_size} "
+                  f"takes about {est.duration(found.seconds_per_step)} (one clip timed), about "
+                  f"{est.duration(found.seconds_per_step * steps)} for the {steps:,} steps of this run; a GPU "
+                  f"or a CPU-sized preset ({', '.join(est.SMALL_PRESETS)}) is much faster", highlight=False)
 
 
 def _checked(make):
