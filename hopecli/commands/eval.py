@@ -14,15 +14,15 @@ from hopecli.console import err
 STREAM_LABELS = {
     "stream_error": "Stream Error",
     "stream_forgetting": "Stream Forgetting",
-    "backward_transfer": "BWT (error change)",
+    "backward_transfer": "BWT (+ = error grew)",
     "forward_transfer": "FWT (future error)",
 }
 LABELS = {
     "avg_error": "Avg Error",
     "forgetting": "Forgetting",
     "plasticity": "Plasticity",
-    "backward_transfer": "BWT",
-    "forward_transfer": "FWT",
+    "backward_transfer": "BWT (+ = helped)",
+    "forward_transfer": "FWT (+ = helped)",
     "gap_closed": "Gap Closed",
 }
 
@@ -33,15 +33,18 @@ def _cell(value, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4f}"
 
 
-def _r_table(run: dict, kind: str) -> Table:
+def _print_r_table(run: dict, kind: str) -> None:
+    """The error matrix of one run, under a heading line (never wrapped)."""
     base = f", base partition {run['base_task']}" if run["base_task"] is not None else ""
-    table = Table(title=f"{run['run']}: {kind.replace('_', '-')} error R[i][j] ({run['strategy']}{base})")
+    err.print(f"\n{run['run']}: {kind.replace('_', '-')} error on each partition (column) after each "
+              f"experience (row) ({run['strategy']}{base})", highlight=False)
+    table = Table()
     table.add_column("after experience")
     for task in run["tasks"]:
         table.add_column(task or "(unlabelled)", justify="right")
     for name, row in zip(run["experiences"], run["R"][kind]):
         table.add_row(name, *(_cell(v) for v in row))
-    return table
+    err.print(table)
 
 
 def _name(run: dict) -> str:
@@ -62,6 +65,33 @@ def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
             table.add_row(_name(run), *(["unfinished"] + ["-"] * (len(keys) - 1)))
         else:
             table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
+    return table
+
+
+# The summary table's columns after "run": (header, value of one run's report as text).
+# Another column is one more entry here.
+SUMMARY_COLUMNS: list[tuple[str, object]] = [
+    ("Avg Error", lambda run: _metric(run, "teacher_forcing", "avg_error")),
+    ("Forgetting", lambda run: _metric(run, "teacher_forcing", "forgetting")),
+    ("Plasticity", lambda run: _metric(run, "teacher_forcing", "plasticity")),
+    ("Gap Closed", lambda run: _metric(run, "teacher_forcing", "gap_closed", percent=True)),
+    ("Jump Avg Error", lambda run: _metric(run, "jump", "avg_error")),
+]
+
+
+def _metric(run: dict, kind: str, key: str, percent: bool = False) -> str:
+    m = run["metrics"][kind]
+    return "unfinished" if m is None else _cell(m.get(key), percent=percent)
+
+
+def _summary_table(runs: list[dict]) -> Table:
+    """One row per run: the numbers to compare runs by (teacher-forcing error unless named)."""
+    table = Table(title="summary: teacher-forcing error, lower is better (Gap Closed: higher is better)")
+    table.add_column("run", no_wrap=True)
+    for header, _ in SUMMARY_COLUMNS:
+        table.add_column(header, justify="right")
+    for run in runs:
+        table.add_row(_name(run), *(value(run) for _, value in SUMMARY_COLUMNS))
     return table
 
 
@@ -133,8 +163,11 @@ EXAMPLES = [
               help="Feature store for --horizon (default: the store each run was trained on).")
 @click.option("--out-figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one PNG with every run.")
+@click.option("--details", is_flag=True,
+              help="After the summary, every run's error matrices, both metric families for both error "
+                   "kinds and the error per rollout horizon.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def command(runs, naive, joint, horizon, store, out_figure, as_json):
+def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
     A run's error matrix has one row per experience (the state after training on it) and
@@ -153,33 +186,49 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
 
     The seeds' metric family (their pipeline's names) follows with --details: Stream
     Error (mean error over the partitions trained so far), Stream Forgetting, their
-    backward transfer "BWT (error change)" with the opposite sign (positive = the error
+    backward transfer "BWT (+ = error grew)" with the opposite sign (positive = the error
     grew), and "FWT (future error)", the error on partitions not trained yet.
 
     Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything.
     """
-    from hopecli.evaluate import ERROR_KINDS, evaluate_runs
+    from hopecli.evaluate import MIN_VAL_CLIPS, evaluate_runs, few_validation_clips
 
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure)
+    err.print(_summary_table(report["runs"]))
+    for run in report["runs"]:
+        few = few_validation_clips(run)
+        if few:
+            counts = ", ".join(f"{task!r} {n}" for task, n in few.items())
+            err.print(f"warning: {_name(run)}: fewer than {MIN_VAL_CLIPS} validation clips for {counts}; "
+                      f"errors on so few clips are too noisy to compare runs (train with --val-clips "
+                      f"{MIN_VAL_CLIPS} or a larger --val-fraction)", highlight=False)
+    for kind in (report["baselines"] or {}).get("gap_undefined", []):
+        err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
+                  f"Error is not lower than the naive baseline's, so there is no gap to close")
+    if details:
+        _print_details(report)
+    figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
+    err.print(("" if details else "per-run error matrices and both metric families: --details; ")
+              + "figures: " + ", ".join(figures), highlight=False)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+
+
+def _print_details(report: dict) -> None:
+    from hopecli.evaluate import ERROR_KINDS
+
     for run in report["runs"]:
         for kind in ERROR_KINDS:
-            err.print(_r_table(run, kind))
+            _print_r_table(run, kind)
         for kind in ERROR_KINDS:
             table = _stream_rows_table(run, kind)
             if table is not None:
                 err.print(table)
     for kind in ERROR_KINDS:
         err.print(_metrics_table(report["runs"], kind, report["baselines"] is not None))
-    for kind in (report["baselines"] or {}).get("gap_undefined", []):
-        err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
-                  f"Error is not lower than the naive baseline's, so there is no gap to close")
     for kind in ERROR_KINDS:
         err.print(_stream_table(report["runs"], kind))
     table = _horizon_table(report["runs"])
     if table is not None:
         err.print(table)
-    figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
-    err.print("figures: " + ", ".join(figures))
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
