@@ -96,11 +96,11 @@ def _summary_table(runs: list[dict]) -> Table:
 
 
 def _stream_rows_table(run: dict, kind: str) -> Table | None:
-    """The seeds' metrics of one run per experience (row of R)."""
+    """The earlier pipeline's metrics of one run per experience (row of the error matrix)."""
     family = run["stream"][kind]
     if family is None:
         return None
-    table = Table(title=f"{run['run']}: seeds' metrics per experience, {kind.replace('_', '-')} error")
+    table = Table(title=f"{run['run']}: earlier pipeline's metrics per experience, {kind.replace('_', '-')} error")
     table.add_column("after experience")
     for key in STREAM_LABELS:
         table.add_column(STREAM_LABELS[key], justify="right")
@@ -110,8 +110,8 @@ def _stream_rows_table(run: dict, kind: str) -> Table | None:
 
 
 def _stream_table(runs: list[dict], kind: str) -> Table:
-    """The seeds' final metrics of every run."""
-    table = Table(title=f"seeds' metric family, final, {kind.replace('_', '-')} error (lower is better; "
+    """The earlier pipeline's final metrics of every run."""
+    table = Table(title=f"earlier pipeline's metric family, final, {kind.replace('_', '-')} error (lower is better; "
                         "FWT: mean over experiences)")
     table.add_column("run", no_wrap=True)
     for key in STREAM_LABELS:
@@ -184,7 +184,7 @@ def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
     given --naive and --joint runs of the ViT baseline: 0% is naive fine-tuning, 100% is
     as good as training on everything at once.
 
-    The seeds' metric family (their pipeline's names) follows with --details: Stream
+    The earlier pipeline's metric family (its names) follows with --details: Stream
     Error (mean error over the partitions trained so far), Stream Forgetting, their
     backward transfer "BWT (+ = error grew)" with the opposite sign (positive = the error
     grew), and "FWT (future error)", the error on partitions not trained yet.

@@ -21,7 +21,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
 
 
 EXAMPLES = [
-    ("the Hydra pipeline's clips with their task partitions as clip index ranges",
+    ("the earlier pipeline's pre-encoded clips with their task partitions as clip index ranges",
      "hope import /data/clips --out clips.zarr --task base=0:5000 --task scaling_shift=5000:6000"),
     ("one-action-per-frame sidecars averaged onto the tubelet steps, a summary as JSON",
      "hope import /data/clips --out clips.zarr --action-mode mean --json > import.json"),

@@ -79,7 +79,7 @@ EXAMPLES = [
      "hope synth --out sample_data --clips 14 --regime low=0.1 --regime mid=0.4 --regime high=0.8 --seed 0"),
     ("one held-out clip at a friction none of them has",
      "hope synth --out sample_data --single new_friction --regime new_friction=1.5 --seed 0"),
-    ("the seeds' shift study: base and five physics shifts, 12 clips each",
+    ("the earlier pipeline's shift study: base and five physics shifts, 12 clips each",
      "hope synth --study --clips 12 --out study"),
 ]
 

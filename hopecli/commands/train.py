@@ -39,7 +39,7 @@ HELP = {
     "chunk_size": "Titan memory chunk in tokens (must divide P + 2); default one frame.",
     "cms_hidden_mults": "CMS level hidden widths in multiples of dim, fast to slow (e.g. 2,2.5,3).",
     "cms_periods": "CMS level update periods in optimizer steps (e.g. 1,4,16).",
-    "spatial_mixing": "Per-frame token mixing (phase C) in H blocks.",
+    "spatial_mixing": "Token mixing across the patches of each frame in H blocks (phase C of a HOPE block).",
     "heads": "Memory heads: 1 = one full-width memory per box, H = one small MLP per head.",
     "hidden_mult": "Memory MLP hidden width in multiples of the head dim.",
     "kind": "Memory kind of H blocks (L blocks are always linear).",
@@ -179,7 +179,7 @@ TRAIN_OPTIONS = [
     click.Option(["--tasks"], default=None, metavar="A,B,...",
                  help="Task labels in training order [default: every label of the store but the base task]."),
     click.Option(["--base-task"], default=None, metavar="NAME",
-                 help="A base-training experience on this label first (the seeds' protocol); it is "
+                 help="A base-training experience on this label first (the earlier pipeline's protocol); it is "
                       "column 0 of R, evaluated after every experience like the tasks."),
     click.Option(["--strategy"], type=click.Choice(STRATEGIES), default="naive", show_default=True,
                  help="naive: one partition after another (base first); joint: all at once, as many "
@@ -199,7 +199,7 @@ TRAIN_OPTIONS = [
                  show_default=True, help="Share of every partition's videos held out for validation "
                                          "(at least one), drawn with --seed."),
     click.Option(["--val-clips"], type=click.IntRange(min=1), default=None,
-                 help="Hold out the last N videos of every partition in store order instead (the seeds' "
+                 help="Hold out the last N videos of every partition in store order instead (the earlier pipeline's "
                       "split; an import keeps clip-number order)."),
     click.Option(["--seed"], type=int, default=0, show_default=True,
                  help="Seed of the initialisation, the split, the batch order and the jump targets."),
@@ -231,14 +231,14 @@ TRAIN_OPTIONS = [
     click.Option(["--jump-weight", "loss__jump_weight"], type=click.FloatRange(min=0), default=1.0,
                  show_default=True, help="Weight of the jump loss (step 0 to a random step tau)."),
     click.Option(["--jump-k", "loss__jump_k"], type=click.IntRange(min=1), default=None,
-                 help="Draw tau from the last K steps of the clip (the seeds: 3 of 8), also in the "
+                 help="Draw tau from the last K steps of the clip (the earlier pipeline: 3 of 8), also in the "
                       "jump error of evaluation [default: every step 1..T-1]."),
     # optimizer
     click.Option(["--lr", "optim__lr"], type=click.FloatRange(min=0, min_open=True), default=2.5e-4,
                  show_default=True, help="Peak AdamW learning rate."),
     click.Option(["--schedule", "optim__schedule"], type=click.Choice(SCHEDULES), default="cosine",
                  show_default=True, help="lr schedule of every experience: warm-up then cosine, or warm-up, "
-                                         "constant, linear decay (wsd, the seeds' schedule)."),
+                                         "constant, linear decay (wsd, the earlier pipeline's schedule)."),
     click.Option(["--min-lr-ratio", "optim__min_lr_ratio"], type=click.FloatRange(0, 1), default=0.0,
                  show_default=True, help="The cosine or the decay ends at lr times this."),
     click.Option(["--warmup-steps", "optim__warmup_steps"], type=click.IntRange(min=0), default=10,
@@ -286,7 +286,7 @@ EXAMPLES = [
     ("the CPU-sized HOPE predictor on three friction regimes, one after another",
      "hope train demo_out/sample.zarr --out runs/hope --preset hope_tiny --tasks low,mid,high "
      "--steps 100 --batch-size 8"),
-    ("the seeds' study: a base experience, then five physics shifts, the last 100 clips of each held out",
+    ("the earlier pipeline's study: a base experience, then five physics shifts, the last 100 clips of each held out",
      "hope train study.zarr --out runs/hope --base-task base "
      "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
      "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
