@@ -141,8 +141,8 @@ def _horizon_table(runs: list[dict]) -> Table | None:
 
 
 EXAMPLES = [
-    ("one run: its error matrices and metrics",
-     "hope eval runs/hope"),
+    ("one run: the summary, then its error matrices and both metric families",
+     "hope eval runs/hope --details"),
     ("several runs in one summary table, Gap Closed against the ViT naive and joint runs",
      "hope eval runs/* --naive runs/vit_naive --joint runs/vit_joint --out-figure comparison.png"),
     ("everything as JSON for a notebook",
