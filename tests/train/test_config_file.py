@@ -100,3 +100,20 @@ def test_config_file_mistakes_are_one_line(store_path, tmp_path):
     result = _run("train", store_path, "--steps", "1")
     assert result.output.splitlines()[-1] == "Error: Missing option '--out'."
     assert not (tmp_path / "r").exists()
+
+
+def test_the_readme_yaml_example_resolves(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    from .conftest import make_store
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    make_store(tmp_path / "demo_out" / "sample.zarr", {"low": 2, "mid": 2, "high": 2})
+    (tmp_path / "run.yaml").write_text(example)
+    resolved = _printed("--config", "run.yaml")
+    assert resolved["preset"] == "hope_tiny" and resolved["model"]["pattern"] == "HHH"
+    assert resolved["model"]["memory"]["update_rule"] == "gd"
+    assert resolved["train"]["tasks"] == ["low", "mid", "high"] and resolved["train"]["optim"]["lr"] == 0.002
