@@ -437,7 +437,7 @@ def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], pat
     rows = [("video", video), ("observed, goal" if goal is not None else "true features", true_rgb),
             ("predicted", pred_rgb)]
     rows = [(label, data) for label, data in rows if data is not None]
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(max(1.6 * columns, 8), 1.8 * len(rows)), squeeze=False)
     for r, (label, data) in enumerate(rows):
         for t in range(columns):
             ax = axes[r, t]

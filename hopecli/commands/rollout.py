@@ -156,8 +156,9 @@ def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, sam
     generator = torch.Generator(device=run.device).manual_seed(seed)
     reference = clip.actions[context - 1 : context - 1 + mpc_steps]
 
-    table = Table(title=f"CEM planning toward {goal} ({cfg.samples} samples, top {cfg.top_k}, "
-                        f"{cfg.iterations} iterations, horizon {cfg.horizon})")
+    err.print(f"CEM planning toward {goal} ({cfg.samples} samples, top {cfg.top_k}, {cfg.iterations} "
+              f"iterations, horizon {cfg.horizon})", highlight=False)
+    table = Table()
     for name in ("step", "executed action", "planned sequence", "clip's own action", "energy", "seconds"):
         table.add_column(name, justify="right", no_wrap=name != "step")
 
@@ -202,8 +203,12 @@ def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, 
         value = f"{energies[key]:.6f}" if key in energies else f"- (the clip has fewer than {horizon} actions left)"
         err.print(f"  {ENERGY_LABELS[key] + ':':<24} {value}", highlight=False)
     others = [k for k in ("own", "zero") if k in energies]
-    beaten = [ENERGY_LABELS[k] for k in others if energies["planned"] < energies[k]]
-    missed = [ENERGY_LABELS[k] for k in others if energies["planned"] >= energies[k]]
+
+    def named(k: str) -> str:  # "zero actions (-0.0029%)": the planned energy relative to this one
+        return f"{ENERGY_LABELS[k]} ({100 * (energies['planned'] - energies[k]) / energies[k]:+.2g}%)"
+
+    beaten = [named(k) for k in others if energies["planned"] < energies[k]]
+    missed = [named(k) for k in others if energies["planned"] >= energies[k]]
     if not missed:
         err.print(f"planning got closer to the goal than {' and '.join(beaten)}", highlight=False)
     else:

@@ -48,14 +48,19 @@ def test_plan_prints_three_energies_and_a_verdict(runs, clips_dir, tmp_path):
         f"  the clip's own actions:  {energies['own']:.6f}",
         f"  zero actions:            {energies['zero']:.6f}",
     ]
-    beaten = [name for key, name in (("own", "the clip's own actions"), ("zero", "zero actions"))
-              if energies["planned"] < energies[key]]
-    missed = [name for key, name in (("own", "the clip's own actions"), ("zero", "zero actions"))
-              if energies["planned"] >= energies[key]]
+    names = (("own", "the clip's own actions"), ("zero", "zero actions"))
+
+    def named(key, name):
+        return f"{name} ({100 * (energies['planned'] - energies[key]) / energies[key]:+.2g}%)"
+
+    beaten = [named(key, name) for key, name in names if energies["planned"] < energies[key]]
+    missed = [named(key, name) for key, name in names if energies["planned"] >= energies[key]]
     expected = (f"planning got closer to the goal than {' and '.join(beaten)}" if not missed
                 else f"planning did not get closer to the goal than {' and '.join(missed)}")
     assert lines[start + 4] == expected
     assert "rollout of clip1.mp4#0 from 2 context step(s), planned actions" in lines
+    assert ("CEM planning toward " + str(clips_dir / "clip0.mp4") + " (6 samples, top 2, 2 iterations, "
+            "horizon 2)") in lines
 
 
 def test_each_planned_action_vector_is_one_line(runs, clips_dir, tmp_path):
