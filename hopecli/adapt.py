@@ -24,7 +24,13 @@ Prediction first, then learning: the error of step t+1 is scored with the weight
 learned from the steps before, and only then does its gradient reach any weight, so no
 step is ever scored by a model that has seen its target. A ViT baseline run can stream
 beside, adapted by TENT when a requested method includes layernorm, so both models are
-compared on equal terms.
+compared on equal terms; the baseline also streams frozen, and its adaptation is judged
+against that, not against the frozen HOPE model.
+
+A method "helped" (or "hurt") only when its change beats the step-to-step spread: the
+per-step differences from the same model frozen agree (a paired sign-flip test,
+`sign_flip_p`, p < SIGNIFICANCE) and their mean is larger than the standard error of the
+frozen model's mean error; anything less is "no clear change".
 
 What adaptation changes is an `AdaptState` value (memory states, learned weights,
 pending gradients, Adam moments, frames learned from); each clip starts afresh from the
@@ -59,6 +65,9 @@ STATE_FORMAT = "hope-adapt-state/2"
 FROZEN = "frozen"
 METHODS = ("memory", "layernorm", "both")
 BASELINE = "baseline"
+BASELINE_FROZEN = "baseline_frozen"  # the baseline run, frozen: what its adaptation is compared with
+SIGNIFICANCE = 0.05  # a change counts (helped / hurt) when the paired test's p-value is below this
+EXACT_FLIPS = 16  # up to this many steps the sign-flip test enumerates every flip
 # what learns under each way of streaming: (Titan memories write, CMS may learn online, LayerNorms learn)
 LEARNING = {
     FROZEN: (False, False, False),
@@ -222,6 +231,26 @@ def stream(
     return errors, AdaptState(memories, weights, grads, adam_m, adam_v, frames, adam_steps)
 
 
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """Two-sided p-value of a paired sign-flip test that per-step differences average zero.
+
+    Under "the method changes nothing" each step's difference (method - frozen) is as
+    likely negative as positive, so the observed mean is compared with the means of every
+    way of flipping the signs (exact up to EXACT_FLIPS steps, else 20,000 seeded random
+    flips). Few steps or differences that go both ways give a large p-value.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n = len(d)
+    if n == 0 or not np.any(d):
+        return 1.0
+    if n <= EXACT_FLIPS:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
+    else:
+        signs = np.random.default_rng(0).choice([-1, 1], size=(20_000, n))
+    means = np.abs((signs * d).mean(1))
+    return float(np.mean(means >= abs(d.mean()) * (1 - 1e-9)))
+
+
 @dataclass
 class StepError:
     clip: str  # clip window
@@ -240,10 +269,21 @@ class AdaptReport:
 
     @property
     def columns(self) -> list[str]:
-        return [FROZEN, *self.config.methods, *([BASELINE] if self.baseline else [])]
+        return [FROZEN, *self.config.methods, *([BASELINE_FROZEN, BASELINE] if self.baseline else [])]
+
+    @property
+    def compared(self) -> list[str]:
+        """The adapted columns, each judged against its own model frozen (reference())."""
+        return [*self.config.methods, *([BASELINE] if self.baseline else [])]
+
+    def reference(self, column: str) -> str:
+        """The frozen column a column is compared with: the baseline's own for the baseline."""
+        return BASELINE_FROZEN if column == BASELINE else FROZEN
 
     def label(self, column: str) -> str:
         """The column's name in tables and figures."""
+        if column == BASELINE_FROZEN:
+            return "ViT baseline frozen"
         if column == BASELINE:
             return "ViT baseline" + (" + layernorm" if self.config.layernorm else "")
         if column == "memory" and self.config.cms_online:
@@ -256,27 +296,54 @@ class AdaptReport:
         return float(np.mean([s.errors[column] for s in self.steps]))
 
     def change(self, column: str) -> float:
-        """Mean error relative to the frozen model's: (column - frozen) / frozen."""
-        frozen = self.mean(FROZEN)
+        """Mean error relative to its frozen reference's: (column - frozen) / frozen."""
+        frozen = self.mean(self.reference(column))
         return (self.mean(column) - frozen) / frozen if frozen else 0.0
 
+    def p_value(self, column: str) -> float:
+        """Paired sign-flip test of the per-step differences from its frozen reference."""
+        ref = self.reference(column)
+        return sign_flip_p([s.errors[column] - s.errors[ref] for s in self.steps])
+
+    def spread(self, column: str) -> float:
+        """Standard error of the frozen reference's mean: its step-to-step spread / sqrt(steps)."""
+        errors = [s.errors[self.reference(column)] for s in self.steps]
+        return float(np.std(errors, ddof=1) / np.sqrt(len(errors))) if len(errors) > 1 else float("inf")
+
+    def outcome(self, column: str) -> str:
+        """"helped" / "hurt" when the change beats the step-to-step spread: consistent over
+        the steps (paired sign-flip test, p < SIGNIFICANCE) and larger than the standard
+        error of the frozen mean; "no clear change" otherwise, "changed nothing" at 0."""
+        delta = self.mean(column) - self.mean(self.reference(column))
+        if delta == 0:
+            return "changed nothing"
+        if self.p_value(column) >= SIGNIFICANCE or abs(delta) <= self.spread(column):
+            return "no clear change"
+        return "helped" if delta < 0 else "hurt"
+
     def helped(self, method: str) -> bool:
-        return self.mean(method) < self.mean(FROZEN)
+        return self.outcome(method) == "helped"
+
+    def rule(self) -> str:
+        """How helped / hurt is decided, in one sentence."""
+        return (f"helped / hurt: the change beats the step-to-step spread: the {len(self.steps)} per-step "
+                f"differences from the same model frozen agree (paired sign-flip test, p < {SIGNIFICANCE:g}) "
+                f"and their mean exceeds the standard error of the frozen mean error")
 
     def verdict(self) -> str:
-        """One plain sentence: which methods lowered the mean next-step error?"""
+        """One plain sentence: which methods lowered the mean next-step error beyond noise?"""
         parts = []
-        for m in self.config.methods:
-            numbers = f"{m} {self.mean(m):.5f}"
+        for m in self.compared:
+            numbers = f"{self.label(m)} {self.mean(m):.5f}"
             if m == "memory" and not self.has_memory:
                 parts.append(f"{numbers} (nothing to adapt: no Titan memory or CMS)")
-            elif self.mean(m) == self.mean(FROZEN):
+            elif self.outcome(m) == "changed nothing":
                 parts.append(f"{numbers} (changed nothing)")
             else:
-                parts.append(f"{numbers} ({100 * self.change(m):+.3g}%, "
-                             f"{'helped' if self.helped(m) else 'did not help'})")
-        if self.baseline:
-            parts.append(f"{self.label(BASELINE)} {self.mean(BASELINE):.5f}")
+                parts.append(f"{numbers} ({100 * self.change(m):+.3g}%, {self.outcome(m)}, "
+                             f"p = {self.p_value(m):.2g})")
+            if m == BASELINE:
+                parts[-1] = f"ViT baseline {self.mean(BASELINE_FROZEN):.5f} frozen, " + parts[-1]
         return f"Mean next-step L1 {self.mean(FROZEN):.5f} frozen; {'; '.join(parts)}."
 
     def to_dict(self) -> dict:
@@ -295,7 +362,11 @@ class AdaptReport:
             "mean": {c: self.mean(c) for c in self.columns},
             "change_vs_frozen": {m: self.change(m) for m in cfg.methods},
             "helped": {m: self.helped(m) for m in cfg.methods},
+            "p_value": {c: self.p_value(c) for c in self.compared},
+            "outcome": {c: self.outcome(c) for c in self.compared},
+            "baseline_change_vs_its_frozen": self.change(BASELINE) if self.baseline else None,
             "verdict": self.verdict(),
+            "rule": self.rule(),
         }
 
 
@@ -337,6 +408,7 @@ def adapt(
             for m in cfg.methods:
                 columns[m], states[m] = stream(model, clip, states[m], m, cfg, device=device)
             if baseline is not None:
+                columns[BASELINE_FROZEN] = stream(baseline, clip, base_start, FROZEN, base_cfg, device=device)[0]
                 columns[BASELINE], base_state = stream(baseline, clip, base_state, base_method, base_cfg,
                                                        device=device)
             for t in range(len(columns[FROZEN])):
@@ -419,7 +491,8 @@ def adapt_figure(report: AdaptReport, path: str | Path) -> Path:
     path = Path(path)
     x = np.arange(1, len(report.steps) + 1)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    styles = {FROZEN: "s--", "memory": "o-", "layernorm": "D-", "both": "v-", BASELINE: "^:"}
+    styles = {FROZEN: "s--", "memory": "o-", "layernorm": "D-", "both": "v-", BASELINE_FROZEN: "^--",
+              BASELINE: "^:"}
     for column in report.columns:
         ax.plot(x, [s.errors[column] for s in report.steps], styles[column], ms=3,
                 label=f"{report.label(column)} ({report.mean(column):.4f})")

@@ -5,12 +5,14 @@ Subcommands are imported on first use so that `hope --help` does not pay for tor
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
 
 from hopecli import __version__
 from hopecli.errors import HopeError
+from hopecli.threads import prepare_environment
 
 # name -> module under hopecli.commands exposing `command`
 COMMANDS: dict[str, str] = {
@@ -36,6 +38,14 @@ class HopeGroup(click.Group):
             return None
         return importlib.import_module(f"hopecli.commands.{COMMANDS[name]}").command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0]
+        if name not in COMMANDS and not name.startswith("-"):
+            close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} Commands: {', '.join(sorted(COMMANDS))}.")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -48,11 +58,15 @@ class HopeGroup(click.Group):
 def hope() -> None:
     """Action-conditioned video world models with self-modifying memories.
 
+    Every stage reads and writes plain files (videos, Zarr feature stores, run folders),
+    so stages compose in shell pipelines. Progress and tables go to stderr, --json
+    results to stdout. `hope COMMAND --help` shows a command's options and examples.
+
     \b
     Pipeline:
       hope synth     make sample clips with a 2D physics engine
       hope extract   frozen V-JEPA 2 encoder -> Zarr feature store
-      hope import    bring pre-encoded .npy clips of the Hydra pipeline into a store
+      hope import    bring pre-encoded .npy clips of the earlier pipeline into a store
       hope train     train a predictor (HOPE, hybrid or ViT baseline)
       hope eval      continual-learning metrics and per-horizon error
       hope adapt     test-time adaptation (memory / LayerNorm) on new clips
@@ -61,5 +75,18 @@ def hope() -> None:
     """
 
 
+hope.examples = [
+    ("encode the shipped sample clips (embedded encoder: random features, for trying things out)",
+     "hope extract sample_data --out demo_out/sample.zarr"),
+    ("train the CPU-sized HOPE predictor on the three friction regimes, one after another",
+     "hope train demo_out/sample.zarr --out demo_out/hope --preset hope_tiny --tasks low,mid,high --steps 100"),
+    ("its error matrices and continual-learning metrics",
+     "hope eval demo_out/hope"),
+]
+hope.epilog = "\b\nQuick start (the shipped sample clips, on the CPU, a few minutes):\n" + "\n".join(
+    f"  # {what}\n  {line}" for what, line in hope.examples)
+
+
 def main() -> None:
+    prepare_environment()  # before torch is imported: OpenMP reads it once
     hope()

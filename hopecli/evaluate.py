@@ -219,9 +219,18 @@ class RunReport:
     horizon: dict | None  # {"steps": H, "tasks": {task: [H errors]}, "mean": [H errors]}
     complete: bool
     figure: str | None = None
+    val_clips: dict[str, int] | None = None  # validation clips per partition (None: older runs)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MIN_VAL_CLIPS = 3  # fewer validation clips per partition than this make its errors noisy
+
+
+def few_validation_clips(report: dict) -> dict[str, int]:
+    """Partitions of a run (RunReport.to_dict()) validated on fewer than MIN_VAL_CLIPS clips."""
+    return {t: n for t, n in (report.get("val_clips") or {}).items() if n < MIN_VAL_CLIPS}
 
 
 def load_results(run_dir: Path) -> dict:
@@ -305,6 +314,7 @@ def evaluate_runs(
             tasks=list(results["tasks"]), experiences=[e["name"] for e in results["experiences"]],
             R=json_safe(results["R"]), metrics=run_metrics(results), stream=run_stream_metrics(results),
             horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
+            val_clips=results.get("val_clips"),
         ))
     baselines = {}
     if naive is not None:

@@ -1,11 +1,14 @@
 """Man pages generated from the Click definitions: `python -m hopecli.manpages man/`.
 
-One page for `hope` and one per subcommand (`hope-extract.1`, ...). The output depends only
+One page for `hope` and one per subcommand (`hope-extract.1`, ...): NAME, SYNOPSIS,
+DESCRIPTION, OPTIONS (one subsection per help panel), EXAMPLES and SEE ALSO, all read from
+the commands (HopeCommand's examples, see_also and option_panels). The output depends only
 on the command definitions and the version, so a test can regenerate and compare.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import click
 
 from hopecli import __version__
 from hopecli.cli import hope
+from hopecli.commands.help import HopeCommand
 
 
 def _escape(text: str) -> str:
@@ -26,7 +30,7 @@ def _escape(text: str) -> str:
 def _paragraphs(text: str) -> str:
     """Click help text to roff: blank lines separate paragraphs, \\b blocks stay verbatim."""
     out: list[str] = []
-    for block in click.unstyle(text or "").strip().split("\n\n"):
+    for block in click.unstyle(inspect.cleandoc(text or "")).split("\n\n"):
         if block.startswith("\b"):
             out += [".nf", _escape(block[1:].strip("\n")), ".fi"]
         else:
@@ -48,19 +52,30 @@ def render(command: click.Command, name: str) -> str:
         ".SH DESCRIPTION",
         _paragraphs(command.help or ""),
     ]
-    options = [p.get_help_record(ctx) for p in command.get_params(ctx)]
-    options = [o for o in options if o]
-    if options:
+    groups = (command.grouped_params(ctx) if isinstance(command, HopeCommand)
+              else [(None, command.get_params(ctx))])
+    if any(p.get_help_record(ctx) for _, params in groups for p in params):
         page.append(".SH OPTIONS")
-        for flags, help_text in options:
+    for title, params in groups:
+        records = [r for r in (p.get_help_record(ctx) for p in params) if r]
+        if records and title and len(groups) > 1:
+            page.append(f".SS {_escape(title)}")
+        for flags, help_text in records:
             page += [".TP", f"\\fB{_escape(flags)}\\fR", _escape(help_text)]
     if isinstance(command, click.Group):
         page.append(".SH COMMANDS")
         for sub in command.list_commands(ctx):
             cmd = command.get_command(ctx, sub)
             page += [".TP", f"\\fB{sub}\\fR", _escape(cmd.get_short_help_str(limit=200))]
-        page += [".SH SEE ALSO", ", ".join(
-            f"\\fBhope-{sub}\\fR(1)" for sub in command.list_commands(ctx))]
+        see_also = [f"hope-{sub}" for sub in command.list_commands(ctx)]
+    else:
+        see_also = ["hope", *(f"hope-{sub}" for sub in getattr(command, "see_also", []))]
+    examples = getattr(command, "examples", [])
+    if examples:
+        page.append(".SH EXAMPLES")
+        for what, line in examples:
+            page += [".PP", _escape(what[:1].upper() + what[1:] + ":"), ".RS 4", ".nf", _escape(line), ".fi", ".RE"]
+    page += [".SH SEE ALSO", ", ".join(f"\\fB{name}\\fR(1)" for name in see_also)]
     return "\n".join(page) + "\n"
 
 

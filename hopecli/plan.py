@@ -211,3 +211,28 @@ def plan_to_goal(
         frame = normalize_features(out.pred[0, -1])
         s = next_states(s[None], first[None], frames_per_step)[0]
     return PlanResult(steps)
+
+
+@torch.no_grad()
+def sequence_energies(
+    model: Predictor,
+    features: Tensor,
+    actions: Tensor,
+    states: Tensor,
+    goal: Tensor,
+    sequences: dict[str, Tensor],
+    *,
+    frames_per_step: int = 1,
+    state: PredictorState | None = None,
+) -> dict[str, float]:
+    """The energy (as CEM scores it) of named action sequences [H, A] from the last context
+    step: did the planned actions get closer to the goal than, say, the clip's own or none?
+
+    features [k, P, D_in] (layer-normed), actions [k, A], states [k, S] of the context, as
+    plan_to_goal takes them; every sequence must have the same length H.
+    """
+    if features.shape[0] > 1:
+        state = model(features[None, :-1], actions[None, :-1], states[None, :-1], state=state).state
+    energy = rollout_energy(model, state, features[-1], states[-1], goal, frames_per_step)
+    values = energy(torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()]))
+    return dict(zip(sequences, values.tolist()))

@@ -399,9 +399,14 @@ def pca_rgb(*arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], path: str | Path) -> Path:
+def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], path: str | Path,
+                   goal: np.ndarray | None = None) -> Path:
     """PNG: the clip's frames (when its video is at hand) over PCA renderings of the true
-    and the predicted patch features, one column per step, with the L1 error per step."""
+    and the predicted patch features, one column per step, with the L1 error per step.
+
+    With `goal` [P, D] (a plan's), the clip's future is not what the planned actions
+    produce: only the observed (context) steps are shown, then the rollout under the
+    planned actions, and the goal in a last column."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -412,37 +417,48 @@ def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], pat
     path = Path(path)
     truth = normalize_features(torch.from_numpy(np.asarray(clip.features, np.float32))).numpy()  # [T, P, D]
     pred = normalize_features(torch.from_numpy(result.pred)).numpy()  # [H, P, D]
-    true_rgb, pred_rgb = pca_rgb(truth, pred)
     T, H, k = truth.shape[0], pred.shape[0], result.context
-    columns = max(T, k + H)
+    if goal is not None:
+        truth = truth[:k]
+        goal_n = normalize_features(torch.from_numpy(np.asarray(goal, np.float32))).numpy()[None]  # [1, P, D]
+        true_rgb, pred_rgb, goal_rgb = pca_rgb(truth, pred, goal_n)
+        true_rgb = np.concatenate([true_rgb, np.full((H, *true_rgb.shape[1:]), np.nan), goal_rgb])
+        columns = k + H + 1
+    else:
+        true_rgb, pred_rgb = pca_rgb(truth, pred)
+        columns = max(T, k + H)
     video = None
     if clip.video is not None and clip.frames is not None:
         try:
             video = read_frames(clip.video, clip.frames.tolist())
         except InputError:
             video = None
-    rows = [("video", video), ("true features", true_rgb), ("predicted", pred_rgb)]
+    if video is not None and goal is not None:
+        video = video[:k]
+    rows = [("video", video), ("observed, goal" if goal is not None else "true features", true_rgb),
+            ("predicted", pred_rgb)]
     rows = [(label, data) for label, data in rows if data is not None]
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(max(1.6 * columns, 8), 1.8 * len(rows)), squeeze=False)
     for r, (label, data) in enumerate(rows):
         for t in range(columns):
             ax = axes[r, t]
             ax.set_xticks([])
             ax.set_yticks([])
             index = t - k if label == "predicted" else t
-            if 0 <= index < len(data):
+            if 0 <= index < len(data) and not np.isnan(data[index]).any():
                 image = data[index] if label == "video" else data[index].reshape(*grid, 3)
                 ax.imshow(image, interpolation="nearest")
             else:  # no panel, but keep the axes so the row label shows
                 for spine in ax.spines.values():
                     spine.set_visible(False)
             if r == 0:
-                ax.set_title(f"step {t}" + (" (ctx)" if t < k else ""), fontsize=8)
+                last = goal is not None and t == columns - 1
+                ax.set_title("goal" if last else f"step {t}" + (" (ctx)" if t < k else ""), fontsize=8)
             if label == "predicted" and 0 <= index < H and result.errors is not None:
                 ax.set_xlabel(f"L1 {result.errors[index]:.3f}", fontsize=7)
             if t == 0:
                 ax.set_ylabel(label, fontsize=8)
-    how = "own actions" if result.own_actions else "given actions"
+    how = "own actions" if result.own_actions else "planned actions" if goal is not None else "given actions"
     fig.suptitle(f"{clip.name}: rollout from {k} context step(s), {how}; PCA of patch features as RGB",
                  fontsize=9)
     fig.tight_layout()

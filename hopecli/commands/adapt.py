@@ -8,12 +8,23 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from hopecli.commands.options import run_source_options
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import run_source_options, threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
 
-@click.command()
+EXAMPLES = [
+    ("HOPE on a clip with a friction it never saw, against the ViT baseline adapted alike",
+     "hope adapt --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --baseline demo_out/vit_naive"),
+    ("only the in-context memory, with the CMS levels learning online, curves in a PNG",
+     "hope adapt --run runs/hope --clip new.mp4 --method memory --cms-online --png adapt.png"),
+    ("adapt on one clip, keep the state, continue on the next and then roll out from it",
+     "hope adapt --run runs/hope --clip a.mp4 --save a.state && hope rollout --run runs/hope --clip b.mp4 --init-state a.state"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "rollout", "eval"])
 @run_source_options
 @click.option("--clip", "clips", type=click.Path(path_type=Path), multiple=True,
               help="A video with its .npz sidecar; repeat for several clips, streamed in order.")
@@ -46,6 +57,7 @@ from hopecli.train.rundir import dumps_report
               help="Figure of the next-step error per step, one line per method, frozen and baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@threads_option
 def command(run_dir, clips, store, index, weights, which, methods, cms_online, cms_lr, tta_lr, tta_every,
             baseline_dir, init_state, carry, save, png, device, as_json):
     """Stream new clips through a trained predictor that adapts at test time.
@@ -55,7 +67,13 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
     CMS levels learn from the next-step error); with layernorm only the LayerNorm
     weights learn from that error (TENT), memory updates frozen; both does the two. The
     same model frozen runs on the same steps, and the table compares every method with
-    it (and with the ViT baseline, adapted alike), per step and on average.
+    it per step and on average; a --baseline run streams frozen and adapted alike, and
+    its adaptation is compared with its own frozen run.
+
+    A method is said to have helped (or hurt) only when its change beats the step-to-step
+    spread: the per-step differences from the frozen model agree (a paired sign-flip
+    test, p < 0.05) and their mean exceeds the standard error of the frozen model's mean
+    error. Anything less is reported as "no clear change".
     """
     from hopecli.adapt import AdaptConfig, adapt, adapt_figure, load_state, save_state
     from hopecli.errors import StoreMismatchError
@@ -108,13 +126,23 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
 
 
 def _table(report) -> None:
+    """Steps as rows, one column per model and method; a window's name only on its first row."""
     table = Table(title="next-step L1 error per step: frozen vs " + ", ".join(report.config.methods))
     columns = report.columns
-    for name in ("clip window", "step", *(report.label(c) for c in columns)):
-        table.add_column(name, justify="right")
+    table.add_column("clip window", overflow="fold")
+    table.add_column("step", justify="right")
+    for c in columns:
+        table.add_column(report.label(c), justify="right")
+    previous = None
     for s in report.steps:
-        table.add_row(s.clip, str(s.step), *(f"{s.errors[c]:.4f}" for c in columns))
+        table.add_row(s.clip if s.clip != previous else "", str(s.step), *(f"{s.errors[c]:.4f}" for c in columns))
+        previous = s.clip
+    table.add_section()
     table.add_row("mean", "", *(f"{report.mean(c):.4f}" for c in columns), style="bold")
-    changes = ("" if c == columns[0] else f"{100 * report.change(c):+.2f}%" for c in columns)
-    table.add_row("vs frozen", "", *changes)
+    table.add_row("vs its frozen", "", *(f"{100 * report.change(c):+.3g}%" if c in report.compared else ""
+                                         for c in columns))
+    table.add_row("p (sign-flip)", "", *(f"{report.p_value(c):.2g}" if c in report.compared else ""
+                                         for c in columns))
+    table.add_row("verdict", "", *(report.outcome(c) if c in report.compared else "" for c in columns))
     err.print(table)
+    err.print(report.rule(), highlight=False)

@@ -7,21 +7,23 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
 STREAM_LABELS = {
     "stream_error": "Stream Error",
     "stream_forgetting": "Stream Forgetting",
-    "backward_transfer": "BWT (error change)",
+    "backward_transfer": "BWT (+ = error grew)",
     "forward_transfer": "FWT (future error)",
 }
 LABELS = {
     "avg_error": "Avg Error",
     "forgetting": "Forgetting",
     "plasticity": "Plasticity",
-    "backward_transfer": "BWT",
-    "forward_transfer": "FWT",
+    "backward_transfer": "BWT (+ = helped)",
+    "forward_transfer": "FWT (+ = helped)",
     "gap_closed": "Gap Closed",
 }
 
@@ -32,15 +34,18 @@ def _cell(value, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4f}"
 
 
-def _r_table(run: dict, kind: str) -> Table:
+def _print_r_table(run: dict, kind: str) -> None:
+    """The error matrix of one run, under a heading line (never wrapped)."""
     base = f", base partition {run['base_task']}" if run["base_task"] is not None else ""
-    table = Table(title=f"{run['run']}: {kind.replace('_', '-')} error R[i][j] ({run['strategy']}{base})")
+    err.print(f"\n{run['run']}: {kind.replace('_', '-')} error on each partition (column) after each "
+              f"experience (row) ({run['strategy']}{base})", highlight=False)
+    table = Table()
     table.add_column("after experience")
     for task in run["tasks"]:
         table.add_column(task or "(unlabelled)", justify="right")
     for name, row in zip(run["experiences"], run["R"][kind]):
         table.add_row(name, *(_cell(v) for v in row))
-    return table
+    err.print(table)
 
 
 def _name(run: dict) -> str:
@@ -64,12 +69,39 @@ def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
     return table
 
 
+# The summary table's columns after "run": (header, value of one run's report as text).
+# Another column is one more entry here.
+SUMMARY_COLUMNS: list[tuple[str, object]] = [
+    ("Avg Error", lambda run: _metric(run, "teacher_forcing", "avg_error")),
+    ("Forgetting", lambda run: _metric(run, "teacher_forcing", "forgetting")),
+    ("Plasticity", lambda run: _metric(run, "teacher_forcing", "plasticity")),
+    ("Gap Closed", lambda run: _metric(run, "teacher_forcing", "gap_closed", percent=True)),
+    ("Jump Avg Error", lambda run: _metric(run, "jump", "avg_error")),
+]
+
+
+def _metric(run: dict, kind: str, key: str, percent: bool = False) -> str:
+    m = run["metrics"][kind]
+    return "unfinished" if m is None else _cell(m.get(key), percent=percent)
+
+
+def _summary_table(runs: list[dict]) -> Table:
+    """One row per run: the numbers to compare runs by (teacher-forcing error unless named)."""
+    table = Table(title="summary: teacher-forcing error, lower is better (Gap Closed: higher is better)")
+    table.add_column("run", no_wrap=True)
+    for header, _ in SUMMARY_COLUMNS:
+        table.add_column(header, justify="right")
+    for run in runs:
+        table.add_row(_name(run), *(value(run) for _, value in SUMMARY_COLUMNS))
+    return table
+
+
 def _stream_rows_table(run: dict, kind: str) -> Table | None:
-    """The seeds' metrics of one run per experience (row of R)."""
+    """The earlier pipeline's metrics of one run per experience (row of the error matrix)."""
     family = run["stream"][kind]
     if family is None:
         return None
-    table = Table(title=f"{run['run']}: seeds' metrics per experience, {kind.replace('_', '-')} error")
+    table = Table(title=f"{run['run']}: earlier pipeline's metrics per experience, {kind.replace('_', '-')} error")
     table.add_column("after experience")
     for key in STREAM_LABELS:
         table.add_column(STREAM_LABELS[key], justify="right")
@@ -79,8 +111,8 @@ def _stream_rows_table(run: dict, kind: str) -> Table | None:
 
 
 def _stream_table(runs: list[dict], kind: str) -> Table:
-    """The seeds' final metrics of every run."""
-    table = Table(title=f"seeds' metric family, final, {kind.replace('_', '-')} error (lower is better; "
+    """The earlier pipeline's final metrics of every run."""
+    table = Table(title=f"earlier pipeline's metric family, final, {kind.replace('_', '-')} error (lower is better; "
                         "FWT: mean over experiences)")
     table.add_column("run", no_wrap=True)
     for key in STREAM_LABELS:
@@ -109,7 +141,17 @@ def _horizon_table(runs: list[dict]) -> Table | None:
     return table
 
 
-@click.command()
+EXAMPLES = [
+    ("one run: the summary, then its error matrices and both metric families",
+     "hope eval runs/hope --details"),
+    ("several runs in one summary table, Gap Closed against the ViT naive and joint runs",
+     "hope eval runs/* --naive runs/vit_naive --joint runs/vit_joint --out-figure comparison.png"),
+    ("everything as JSON for a notebook",
+     "hope eval runs/hope runs/vit_naive --json > eval.json"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "rollout"])
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--naive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Run of the naive baseline (lower bound) for Gap Closed.")
@@ -122,55 +164,73 @@ def _horizon_table(runs: list[dict]) -> Table | None:
               help="Feature store for --horizon (default: the store each run was trained on).")
 @click.option("--out-figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one PNG with every run.")
+@click.option("--details", is_flag=True,
+              help="After the summary, every run's error matrices, both metric families for both error "
+                   "kinds and the error per rollout horizon.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def command(runs, naive, joint, horizon, store, out_figure, as_json):
+@threads_option
+def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
-    \b
-    R[i][j] is the error on partition j (the base first, if the run has one) after
-    experience i, for teacher-forcing and for jump error. Two metric families, each
-    for both matrices:
+    A run's error matrix has one row per experience (the state after training on it) and
+    one column per partition (the base partition first), each cell the validation error
+    on that partition then; there is one matrix for teacher-forcing error and one for
+    jump error. Lower errors are better. From each matrix:
 
-    \b
-    Ours: Avg Error: mean of the last row. Forgetting: mean over earlier partitions of
-    final error minus best error since learning it. Plasticity: mean of R[j][j]. BWT:
-    mean of (error after learning - final error), FWT: mean of (untrained error - error
-    just before learning); positive transfer helps. Gap Closed = (naive - run) /
-    (naive - joint) on Avg Error, with --naive and --joint baseline runs.
+    Avg Error is the mean of the last row. Forgetting is how much the error on earlier
+    partitions rose from its best value to the end (positive = forgot). Plasticity is
+    the mean error on each partition right after learning it. Backward transfer (BWT) is
+    how much later training lowered the error on earlier partitions, and forward
+    transfer (FWT) how much earlier training lowered it on partitions not yet learned
+    (both: positive = helped). Gap Closed = (naive - run) / (naive - joint) on Avg Error,
+    given --naive and --joint runs of the ViT baseline: 0% is naive fine-tuning, 100% is
+    as good as training on everything at once.
 
-    \b
-    The seeds' (per experience i, and final): Stream Error: mean of R[i][j] over the
-    partitions trained so far. Experience / Stream Forgetting: R[i][j] minus the lowest
-    earlier R[k][j], per partition / averaged. BWT: mean of (R[i][j] - error right
-    after learning j): positive means the error grew. FWT: mean error on partitions not
-    trained yet (final: mean over experiences).
+    The earlier pipeline's metric family (its names) follows with --details: Stream
+    Error (mean error over the partitions trained so far), Stream Forgetting, their
+    backward transfer "BWT (+ = error grew)" with the opposite sign (positive = the error
+    grew), and "FWT (future error)", the error on partitions not trained yet.
 
-    \b
-    Each run also gets RUN/eval.png: both R heat maps, stream error and forgetting per
-    experience, error vs rollout horizon. --json prints everything, per-row values and
-    the experience-forgetting matrices included.
+    Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
+    experience, error vs rollout horizon. --json prints everything.
     """
-    from hopecli.evaluate import ERROR_KINDS, evaluate_runs
+    from hopecli.evaluate import MIN_VAL_CLIPS, evaluate_runs, few_validation_clips
 
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure)
+    err.print(_summary_table(report["runs"]))
+    for run in report["runs"]:
+        few = few_validation_clips(run)
+        if few:
+            counts = ", ".join(f"{task!r} {n}" for task, n in few.items())
+            err.print(f"warning: {_name(run)}: fewer than {MIN_VAL_CLIPS} validation clips for {counts}; "
+                      f"errors on so few clips are too noisy to compare runs (train with --val-clips "
+                      f"{MIN_VAL_CLIPS} or a larger --val-fraction)", highlight=False)
+    for kind in (report["baselines"] or {}).get("gap_undefined", []):
+        err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
+                  f"Error is not lower than the naive baseline's, so there is no gap to close")
+    if details:
+        _print_details(report)
+    figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
+    err.print(("" if details else "per-run error matrices and both metric families: --details; ")
+              + "figures: " + ", ".join(figures), highlight=False)
+    if as_json:
+        click.echo(dumps_report(report))
+
+
+def _print_details(report: dict) -> None:
+    from hopecli.evaluate import ERROR_KINDS
+
     for run in report["runs"]:
         for kind in ERROR_KINDS:
-            err.print(_r_table(run, kind))
+            _print_r_table(run, kind)
         for kind in ERROR_KINDS:
             table = _stream_rows_table(run, kind)
             if table is not None:
                 err.print(table)
     for kind in ERROR_KINDS:
         err.print(_metrics_table(report["runs"], kind, report["baselines"] is not None))
-    for kind in (report["baselines"] or {}).get("gap_undefined", []):
-        err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
-                  f"Error is not lower than the naive baseline's, so there is no gap to close")
     for kind in ERROR_KINDS:
         err.print(_stream_table(report["runs"], kind))
     table = _horizon_table(report["runs"])
     if table is not None:
         err.print(table)
-    figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
-    err.print("figures: " + ", ".join(figures))
-    if as_json:
-        click.echo(dumps_report(report))

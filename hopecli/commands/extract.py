@@ -6,11 +6,23 @@ from pathlib import Path
 
 import click
 
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
 
 
-@click.command()
+EXAMPLES = [
+    ("every clip under sample_data/ with the embedded encoder (random features, for trying things out)",
+     "hope extract sample_data --out demo_out/sample.zarr"),
+    ("real V-JEPA 2 ViT-L features from the official checkpoint (facebookresearch/vjepa2, vitl.pt) on a GPU",
+     "hope extract videos/ --out clips.zarr --weights checkpoints/vitl.pt --which target_encoder --device cuda"),
+    ("paths from another program, one per line, frame by frame as V-JEPA 2-AC",
+     "find videos -name '*.mp4' | hope extract - --out clips.zarr --weights vjepa2-vitl-fpc64-256/ --time-mode frame"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["synth", "import", "train"])
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Feature store to create, resume or extend (a .zarr folder).")
@@ -43,6 +55,7 @@ from hopecli.console import err
 @click.option("--allow-skips", is_flag=True,
               help="Exit 0 even when some files were skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@threads_option
 def command(paths, out, weights, which, frames, stride, target_fps, long_clips, time_mode,
             batch_size, device, shard, allow_skips, as_json):
     """Encode video clips into a feature store with a frozen V-JEPA 2 encoder.

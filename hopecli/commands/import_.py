@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
 
@@ -19,7 +21,15 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
         raise click.BadParameter(str(e)) from None
 
 
-@click.command()
+EXAMPLES = [
+    ("the earlier pipeline's pre-encoded clips with their task partitions as clip index ranges",
+     "hope import /data/clips --out clips.zarr --task base=0:5000 --task scaling_shift=5000:6000"),
+    ("one-action-per-frame sidecars averaged onto the tubelet steps, a summary as JSON",
+     "hope import /data/clips --out clips.zarr --action-mode mean --json > import.json"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Feature store to create or resume (a .zarr folder).")
@@ -35,6 +45,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
                    "rule); mean: each step the mean of its two per-frame actions.")
 @click.option("--allow-skips", is_flag=True, help="Exit 0 even when some clips were skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@threads_option
 def command(source, out, feature_map, patches_per_step, tasks, action_mode, allow_skips, as_json):
     """Import pre-encoded clips into a feature store, without re-encoding.
 

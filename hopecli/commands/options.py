@@ -26,3 +26,19 @@ def run_source_options(command):
     ]):
         command = option(command)
     return command
+
+
+def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    from hopecli.threads import apply_threads
+
+    apply_threads(value)
+
+
+def threads_option(command):
+    """--threads N (or HOPE_THREADS): torch's CPU threads for this command (hopecli/threads.py)."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None, envvar="HOPE_THREADS", expose_value=False,
+        callback=_apply_threads,
+        help="CPU threads for torch (env HOPE_THREADS). Default: every core, waiting threads asleep so a "
+             "busy machine does not stall them; 1 per process under torchrun.",
+    )(command)

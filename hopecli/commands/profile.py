@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.console import err
 
 KIND_LABELS = {
@@ -22,7 +24,15 @@ KIND_LABELS = {
 }
 
 
-@click.command()
+EXAMPLES = [
+    ("two CPU-sized presets side by side",
+     "hope profile --preset hope_tiny --preset vit_tiny --batch-size 2 --frames 8 --device cpu"),
+    ("trained runs at their own shapes, as JSON",
+     "hope profile --run runs/hope --run runs/vit --json > profile.json"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train"])
 @click.option("--preset", "presets", multiple=True,
               help="Predictor preset to profile (repeatable), e.g. hope_tiny, vit_tiny, hope_phase5.")
 @click.option("--run", "runs", type=click.Path(path_type=Path), multiple=True,
@@ -44,15 +54,12 @@ KIND_LABELS = {
               show_default=True,
               help="auto: bf16 autocast on a GPU, float32 on the CPU.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON on stdout.")
+@threads_option
 def command(presets, runs, batch_size, frames, input_dim, patches, action_dim, state_dim, warmup, repeats,
             device, dtype, as_json):
     """Time predictors by component: embedding, per block Titan read / update, CMS,
     spatial mixing or attention / MLP, and the decoder; plus a forward, a training step
     (forward + backward) and one streaming rollout step, with tokens/s and peak memory.
-
-    \b
-      hope profile --preset hope_tiny --preset vit_tiny
-      hope profile --run RUN/ --run RUN_VIT/ --json > profile.json
     """
     from hopecli.errors import HopeError
     from hopecli.model import PRESETS, build_predictor, preset_config

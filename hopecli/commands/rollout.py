@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from hopecli.commands.options import run_source_options
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import run_source_options, threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
@@ -16,7 +17,17 @@ def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:+.4f}" for v in values) + "]"
 
 
-@click.command()
+EXAMPLES = [
+    ("predict from 2 observed steps under the clip's own actions, with a picture and the features",
+     "hope rollout --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --context 2 --png rollout.png --out rollout.npy"),
+    ("a clip from the feature store instead of a video",
+     "hope rollout --run runs/hope --store demo_out/sample.zarr --index 5 --context 1 --json"),
+    ("plan actions toward a goal video with CEM (V-JEPA 2-AC's planner)",
+     "hope rollout --run runs/hope --clip start.mp4 --plan --goal goal.mp4 --png plan.png"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "eval"])
 @run_source_options
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help="A video with its .npz sidecar, encoded as the run's store was (first window).")
@@ -29,7 +40,8 @@ def _fmt(values) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the predictions: PRED.npy ([H, P, D]) or PRED.zarr (with actions and errors).")
 @click.option("--png", type=click.Path(path_type=Path), default=None,
-              help="Figure: clip frames beside PCA-as-RGB renderings of true and predicted features.")
+              help="Figure: clip frames beside PCA-as-RGB renderings of true and predicted features; with "
+                   "--plan, the observed steps, the goal and the rollout under the planned actions.")
 @click.option("--plan", is_flag=True, help="Plan actions toward --goal with CEM (MPC) instead.")
 @click.option("--goal", type=click.Path(path_type=Path), default=None,
               help="Goal video for --plan; its first window's last step is the goal (no sidecar needed).")
@@ -48,6 +60,7 @@ def _fmt(values) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CEM samples.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@threads_option
 def command(run_dir, clip, store, index, weights, which, context, actions_file, init_state, out, png,
             plan, goal, mpc_steps, samples, top_k, iterations, horizon, max_action, seed, device, as_json):
     """Predict a clip's future features autoregressively from CONTEXT observed steps.
@@ -55,8 +68,10 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
     The predictor state (memory states, KV caches) is carried from step to step instead
     of recomputing the context. Under the clip's own actions the L1 error per horizon is
     reported against the true steps. With --plan --goal, CEM searches action sequences
-    whose predicted last step comes closest to the goal (V-JEPA 2-AC's planner) and
-    prints the planned actions and the time per planning step.
+    whose predicted last step comes closest to the goal (V-JEPA 2-AC's planner), prints
+    the planned actions and the time per planning step, and compares the energy (L1
+    between the predicted last step and the goal) of the planned actions with that of
+    the clip's own actions and of zero actions over the same horizon.
     """
     import numpy as np
 
@@ -100,18 +115,20 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
                              f"{list(given.shape)} of {given.dtype}")
 
     report: dict = {"run": str(run_dir), "clip": the_clip.name}
+    goal_features = None
     if plan:
-        given = _plan(run, model, state, the_clip, goal, weights, which, context, mpc_steps, samples, top_k,
+        given, goal_features = _plan(run, model, state, the_clip, goal, weights, which, context, mpc_steps, samples, top_k,
                       iterations, horizon, max_action, seed, report)
     result = rollout_clip(model, the_clip, context, actions=given, frames_per_step=run.frames_per_step,
                           state=state, device=run.device)
     report["rollout"] = result.to_dict()
-    _rollout_table(result)
+    _rollout_table(result, planned=plan)
     if out is not None:
         write_prediction(result, out)
         err.print(f"predictions -> {out}", soft_wrap=True)
     if png is not None:
-        rollout_figure(the_clip, result, tuple(run.model.config.grid), png)
+        rollout_figure(the_clip, result, tuple(run.model.config.grid), png,
+                       goal=None if goal_features is None else goal_features.cpu().numpy())
         err.print(f"figure -> {png}", soft_wrap=True)
     if as_json:
         click.echo(dumps_report(report))
@@ -140,14 +157,15 @@ def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, sam
     generator = torch.Generator(device=run.device).manual_seed(seed)
     reference = clip.actions[context - 1 : context - 1 + mpc_steps]
 
-    table = Table(title=f"CEM planning toward {goal} ({cfg.samples} samples, top {cfg.top_k}, "
-                        f"{cfg.iterations} iterations, horizon {cfg.horizon})")
+    err.print(f"CEM planning toward {goal} ({cfg.samples} samples, top {cfg.top_k}, {cfg.iterations} "
+              f"iterations, horizon {cfg.horizon})", highlight=False)
+    table = Table()
     for name in ("step", "executed action", "planned sequence", "clip's own action", "energy", "seconds"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=name != "step")
 
-    def on_step(i, step):
+    def on_step(i, step):  # one action vector per line
         own = _fmt(reference[i]) if i < len(reference) else "-"
-        table.add_row(str(context - 1 + i), _fmt(step.actions[0]), " ".join(_fmt(x) for x in step.actions),
+        table.add_row(str(context - 1 + i), _fmt(step.actions[0]), "\n".join(_fmt(x) for x in step.actions),
                       own, f"{step.energy:.4f}", f"{step.seconds:.3f}")
 
     result = plan_to_goal(model, z[:context], a[:context], s[:context], goal_features.to(run.device),
@@ -157,17 +175,55 @@ def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, sam
     plan = result.to_dict()
     err.print(f"mean time per planning step: {plan['mean_seconds_per_step']:.3f} s on {run.device}",
               soft_wrap=True)
+    energies = _compare_energies(run, model, state, clip, context, z, a, s, goal_features, result.steps[0].actions,
+                                 cfg.horizon)
     report["plan"] = {**plan, "goal": str(goal), "bounds": bound.tolist(),
-                      "clip_actions": reference.tolist(), "config": vars(cfg)}
-    return np.asarray(result.executed, np.float32)
+                      "clip_actions": reference.tolist(), "config": vars(cfg), "energies": energies}
+    return np.asarray(result.executed, np.float32), goal_features
 
 
-def _rollout_table(result) -> None:
-    how = "own actions" if result.own_actions else "given actions"
-    table = Table(title=f"rollout of {result.clip} from {result.context} context step(s), {how}")
+ENERGY_LABELS = {"planned": "planned actions", "own": "the clip's own actions", "zero": "zero actions"}
+
+
+def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, horizon) -> dict:
+    """Energy of the first planned sequence, the clip's own actions and zero actions over the
+    same horizon from the last context step, printed one per line."""
+    import torch
+
+    from hopecli.plan import sequence_energies
+
+    sequences = {"planned": torch.tensor(planned), "zero": torch.zeros(horizon, a.shape[1])}
+    own = clip.actions[context - 1 : context - 1 + horizon]
+    if len(own) == horizon:
+        sequences["own"] = torch.from_numpy(own)
+    energies = sequence_energies(model, z[:context], a[:context], s[:context], goal.to(run.device), sequences,
+                                 frames_per_step=run.frames_per_step, state=state)
+    err.print(f"energy after {horizon} step(s) from step {context - 1} (L1 to the goal; lower is closer):",
+              highlight=False)
+    for key in ("planned", "own", "zero"):
+        value = f"{energies[key]:.6f}" if key in energies else f"- (the clip has fewer than {horizon} actions left)"
+        err.print(f"  {ENERGY_LABELS[key] + ':':<24} {value}", highlight=False)
+    others = [k for k in ("own", "zero") if k in energies]
+
+    def named(k: str) -> str:  # "zero actions (-0.0029%)": the planned energy relative to this one
+        return f"{ENERGY_LABELS[k]} ({100 * (energies['planned'] - energies[k]) / energies[k]:+.2g}%)"
+
+    beaten = [named(k) for k in others if energies["planned"] < energies[k]]
+    missed = [named(k) for k in others if energies["planned"] >= energies[k]]
+    if not missed:
+        err.print(f"planning got closer to the goal than {' and '.join(beaten)}", highlight=False)
+    else:
+        err.print(f"planning did not get closer to the goal than {' and '.join(missed)}", highlight=False)
+    return energies
+
+
+def _rollout_table(result, planned: bool = False) -> None:
+    how = "own actions" if result.own_actions else "planned actions" if planned else "given actions"
+    err.print(f"rollout of {result.clip} from {result.context} context step(s), {how}", highlight=False)
+    table = Table()
     table.add_column("horizon", justify="right")
     table.add_column("predicted step", justify="right")
-    table.add_column("action before it", justify="right")
+    table.add_column("action before it", justify="right", no_wrap=True)
     table.add_column("L1 vs truth", justify="right")
     for h in range(result.pred.shape[0]):
         error = f"{result.errors[h]:.4f}" if result.errors is not None else "-"

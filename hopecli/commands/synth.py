@@ -8,6 +8,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from hopecli.commands.help import HopeCommand
 from hopecli.console import err
 from hopecli.data.synth import PRESETS, STUDY, Regime
 
@@ -73,7 +74,17 @@ def _summary(regimes: list[Regime], clips: int, mass: float, title: str) -> Tabl
     return table
 
 
-@click.command()
+EXAMPLES = [
+    ("three friction regimes of 14 clips each (how sample_data/ was made)",
+     "hope synth --out sample_data --clips 14 --regime low=0.1 --regime mid=0.4 --regime high=0.8 --seed 0"),
+    ("one held-out clip at a friction none of them has",
+     "hope synth --out sample_data --single new_friction --regime new_friction=1.5 --seed 0"),
+    ("the earlier pipeline's shift study: base and five physics shifts, 12 clips each",
+     "hope synth --study --clips 12 --out study"),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write clip.mp4 + clip.npz pairs into.")
 @click.option("--clips", default=12, show_default=True, type=click.IntRange(min=1),
@@ -134,7 +145,7 @@ def command(out, clips, frames, resolution, fps, frictions, named, study, mass, 
         raise click.BadParameter(f"{resolution} is odd (H.264 needs an even size)",
                                  param_hint="--resolution")
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as progress:
+                  transient=True, disable=not err.is_terminal) as progress:
         bar = progress.add_task("clips", total=len(regimes) * clips)
         written = synth_clips(out, regimes, clips=clips, frames=frames, resolution=resolution,
                               fps=fps, mass=mass, shape=shape, seed=seed, single=single,

@@ -8,6 +8,7 @@ them. The data shapes (feature width, patches, action and state size) come from 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import types
 import typing
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import KINDS, RULES, TARGETS, TitanConfig
@@ -38,7 +41,7 @@ HELP = {
     "chunk_size": "Titan memory chunk in tokens (must divide P + 2); default one frame.",
     "cms_hidden_mults": "CMS level hidden widths in multiples of dim, fast to slow (e.g. 2,2.5,3).",
     "cms_periods": "CMS level update periods in optimizer steps (e.g. 1,4,16).",
-    "spatial_mixing": "Per-frame token mixing (phase C) in H blocks.",
+    "spatial_mixing": "Token mixing across the patches of each frame in H blocks (phase C of a HOPE block).",
     "heads": "Memory heads: 1 = one full-width memory per box, H = one small MLP per head.",
     "hidden_mult": "Memory MLP hidden width in multiples of the head dim.",
     "kind": "Memory kind of H blocks (L blocks are always linear).",
@@ -112,13 +115,14 @@ def _model_option(field: str, memory: bool, hint) -> click.Option:
     return click.Option([f"--{name}", dest], type=kind, default=None, help=help_text)
 
 
-def _model_overrides(kwargs: dict) -> dict:
-    """The given model options as preset_config overrides ({"memory": {...}} nested)."""
+def _model_overrides(values: dict, keep_none: bool = False) -> dict:
+    """The model__ entries of `values` (removed from it) as preset_config overrides
+    ({"memory": {...}} nested); None means "the preset's value" unless keep_none."""
     overrides: dict = {}
     memory: dict = {}
-    for key in [k for k in kwargs if k.startswith("model__")]:
-        value = kwargs.pop(key)
-        if value is None:
+    for key in [k for k in values if k.startswith("model__")]:
+        value = values.pop(key)
+        if value is None and not keep_none:
             continue
         if key.startswith("model__memory__"):
             memory[key[len("model__memory__"):]] = value
@@ -129,11 +133,56 @@ def _model_overrides(kwargs: dict) -> dict:
     return overrides
 
 
+def _dest(dotted: str) -> str:
+    """A config file field (model.memory.update_rule, train.optim.lr) -> its option's name."""
+    section, _, rest = dotted.partition(".")
+    return ("model__" if section == "model" else "") + rest.replace(".", "__")
+
+
+# when the command line gives one of a pair, the file's value of the other is dropped
+EXCLUSIVE = (("steps", "epochs"), ("base_steps", "base_epochs"), ("val_fraction", "val_clips"),
+             ("optim__warmup_steps", "optim__warmup_fraction"))
+
+
+def _apply_config_file(ctx: click.Context, path: Path, kwargs: dict, preset_given: bool) -> tuple[dict, dict]:
+    """Fill the options the command line did not give from a --config file.
+
+    Returns the file's sections and its model fields as preset_config overrides (empty
+    when --preset was given on the command line: the model then starts from that preset).
+    """
+    from hopecli.train.configfile import flat_fields, read_config_file
+
+    data = read_config_file(path)
+    fields = flat_fields(data)
+    unknown = [k for k in fields if _dest(k) not in kwargs]
+    if unknown:
+        raise click.UsageError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    values = {_dest(k): v for k, v in fields.items()}
+    on_command_line = {n for n in kwargs
+                       if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    for a, b in EXCLUSIVE:
+        for given, other in ((a, b), (b, a)):
+            if given in on_command_line:
+                values.pop(other, None)
+    model = _model_overrides(values, keep_none=True)
+    for name, value in values.items():
+        if name not in on_command_line:
+            kwargs[name] = value
+    return data, {} if preset_given else model
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = {**base, **top}
+    if "memory" in base and "memory" in top:
+        out["memory"] = {**base["memory"], **top["memory"]}
+    return out
+
+
 TRAIN_OPTIONS = [
     click.Option(["--tasks"], default=None, metavar="A,B,...",
                  help="Task labels in training order [default: every label of the store but the base task]."),
     click.Option(["--base-task"], default=None, metavar="NAME",
-                 help="A base-training experience on this label first (the seeds' protocol); it is "
+                 help="A base-training experience on this label first (the earlier pipeline's protocol); it is "
                       "column 0 of R, evaluated after every experience like the tasks."),
     click.Option(["--strategy"], type=click.Choice(STRATEGIES), default="naive", show_default=True,
                  help="naive: one partition after another (base first); joint: all at once, as many "
@@ -153,7 +202,7 @@ TRAIN_OPTIONS = [
                  show_default=True, help="Share of every partition's videos held out for validation "
                                          "(at least one), drawn with --seed."),
     click.Option(["--val-clips"], type=click.IntRange(min=1), default=None,
-                 help="Hold out the last N videos of every partition in store order instead (the seeds' "
+                 help="Hold out the last N videos of every partition in store order instead (the earlier pipeline's "
                       "split; an import keeps clip-number order)."),
     click.Option(["--seed"], type=int, default=0, show_default=True,
                  help="Seed of the initialisation, the split, the batch order and the jump targets."),
@@ -186,14 +235,14 @@ TRAIN_OPTIONS = [
     click.Option(["--jump-weight", "loss__jump_weight"], type=click.FloatRange(min=0), default=1.0,
                  show_default=True, help="Weight of the jump loss (step 0 to a random step tau)."),
     click.Option(["--jump-k", "loss__jump_k"], type=click.IntRange(min=1), default=None,
-                 help="Draw tau from the last K steps of the clip (the seeds: 3 of 8), also in the "
+                 help="Draw tau from the last K steps of the clip (the earlier pipeline: 3 of 8), also in the "
                       "jump error of evaluation [default: every step 1..T-1]."),
     # optimizer
     click.Option(["--lr", "optim__lr"], type=click.FloatRange(min=0, min_open=True), default=2.5e-4,
                  show_default=True, help="Peak AdamW learning rate."),
     click.Option(["--schedule", "optim__schedule"], type=click.Choice(SCHEDULES), default="cosine",
                  show_default=True, help="lr schedule of every experience: warm-up then cosine, or warm-up, "
-                                         "constant, linear decay (wsd, the seeds' schedule)."),
+                                         "constant, linear decay (wsd, the earlier pipeline's schedule)."),
     click.Option(["--min-lr-ratio", "optim__min_lr_ratio"], type=click.FloatRange(0, 1), default=0.0,
                  show_default=True, help="The cosine or the decay ends at lr times this."),
     click.Option(["--warmup-steps", "optim__warmup_steps"], type=click.IntRange(min=0), default=10,
@@ -226,7 +275,7 @@ def _train_config(kwargs: dict):
             sections[section][field] = value
         else:
             top[key] = value
-    if top["tasks"] is not None:
+    if isinstance(top["tasks"], str):
         top["tasks"] = tuple(t.strip() for t in top["tasks"].split(","))
     return TrainConfig(**top, **sections)
 
@@ -237,37 +286,65 @@ def _given(ctx: click.Context, names) -> list[str]:
     return [flags[n] for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
 
 
-@click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder to write (config, metrics, checkpoints, results).")
+EXAMPLES = [
+    ("the CPU-sized HOPE predictor on three friction regimes, one after another",
+     "hope train demo_out/sample.zarr --out runs/hope --preset hope_tiny --tasks low,mid,high "
+     "--steps 100 --batch-size 8"),
+    ("the earlier pipeline's study: a base experience, then five physics shifts, the last 100 clips of each held out",
+     "hope train study.zarr --out runs/hope --base-task base "
+     "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
+     "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
+    ("repeat a run from its saved configuration with another seed (flags override the file)",
+     "hope train --config runs/hope/config.json --out runs/hope_seed1 --seed 1"),
+]
+
+# the --help panels, in order; every option of the command belongs to one (a test checks)
+PANELS = {
+    "Continual learning": ["--tasks", "--base-task", "--strategy", "--steps", "--epochs", "--base-steps",
+                           "--base-epochs", "--replay-size", "--replay-fraction"],
+    "Data": ["--batch-size", "--val-fraction", "--val-clips", "--seed", "--eval-batch-size", "--horizon"],
+    "Model": ["--preset"],  # + one option per PredictorConfig / TitanConfig field, added below
+    "Optimisation": ["--teacher-weight", "--rollout-weight", "--rollout-steps", "--jump-weight", "--jump-k",
+                     "--lr", "--schedule", "--min-lr-ratio", "--warmup-steps", "--warmup-fraction",
+                     "--decay-fraction", "--weight-decay", "--grad-clip", "--lr-scale-titan", "--lr-scale-cms",
+                     "--lr-scale-other"],
+    "Output": ["--out", "--config", "--print-config", "--resume", "--device", "--threads", "--log-every",
+               "--checkpoint-every", "--warn-grad-norm", "--warn-inner-loss", "--help"],
+}
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "import", "eval", "profile"])
+@click.argument("store", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder to write (config, metrics, checkpoints, results). Required.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML or JSON file of options in config.json's form (preset, store, model, train "
+                   "sections), e.g. an earlier run's config.json to repeat it; command-line flags override it, "
+                   "and --preset on the command line replaces its model section.")
+@click.option("--print-config", is_flag=True,
+              help="Print the fully resolved configuration as JSON (usable as --config) and exit.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint "
               "with its saved configuration.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="hope_phase5", show_default=True,
-              help="Predictor preset; the model options below override its fields.")
-def command(store, run_dir, resume, preset, **kwargs):
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Predictor preset; the model options below override its fields. [default: hope_phase5]")
+@threads_option
+def command(store, run_dir, config_file, print_config, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 
-    \b
-    Partitions are store task labels: an optional --base-task, trained first, then the
-    --tasks one after another (--strategy naive, or replay), each with its own budget
-    (--base-steps/--base-epochs, and --steps/--epochs with one value or one per task),
-    or all at once (joint). After every experience the model is evaluated on fixed
-    held-out clips of every partition, future ones too (--val-clips N: the last N of
-    each, as the seeds; or --val-fraction), giving a row of the error matrices R
-    (teacher-forcing and jump error, a column per partition); a checkpoint follows each
-    experience. Losses: teacher forcing over the T-1 next steps, autoregressive rollout
-    and jump prediction (tau from --jump-k last steps), L1 against layer-normed
-    targets, weighted by --teacher-weight, --rollout-weight, --jump-weight. The lr
-    follows --schedule cosine or wsd (warm-up, constant, decay by fractions of each
-    experience). Under `torchrun --nproc_per_node N` the same command trains with DDP.
+    The clips of STORE are grouped into partitions by their task label. Training goes
+    through them as a sequence of experiences: an optional --base-task first, then the
+    --tasks one after another (--strategy naive or replay), or all of them at once
+    (joint), each with its own budget (--steps or --epochs: one value, or one per task).
+    After every experience the model is scored on held-out clips of every partition,
+    later ones included; this fills one row of the error matrix (row: after which
+    experience, column: which partition) and a checkpoint is written.
 
-    \b
-    The seeds' study (base, then five shifts), e.g.:
-      hope train study.zarr --out runs/hope --base-task base \\
-        --tasks scaling,dissipation,discretization,kinematics,compositional \\
-        --base-epochs 40 --epochs 10 --val-clips 100 --rollout-weight 0 --jump-k 3 \\
-        --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1
+    Three losses, each an L1 distance to layer-normed target features: teacher forcing
+    (predict every next step from the true steps before it), an autoregressive rollout
+    over a few steps, and jump prediction (from the first step straight to a later one).
+    Options can come from a --config file (YAML or JSON, e.g. an earlier run's
+    config.json); flags given on the command line override it. Under `torchrun
+    --nproc_per_node N` the same command trains with DDP.
     """
     from hopecli.data.store import FeatureStore
     from hopecli.errors import HopeError
@@ -279,8 +356,24 @@ def command(store, run_dir, resume, preset, **kwargs):
     from hopecli.train.runconfig import read_run_config
 
     ctx = click.get_current_context()
-    given = [flag for flag in _given(ctx, ["preset", *kwargs]) if flag != "--device"]
-    overrides = _model_overrides(kwargs)
+    given = [flag for flag in _given(ctx, ["preset", "config_file", "print_config", *kwargs]) if flag != "--device"]
+    if run_dir is None and not print_config:
+        raise click.UsageError("Missing option '--out'.")
+    file_data, file_model = {}, {}
+    if config_file is not None and not resume:
+        file_data, file_model = _apply_config_file(ctx, config_file, kwargs, preset is not None)
+    if preset is None:
+        preset = file_data.get("preset") or "hope_phase5"
+        if preset not in PRESETS:
+            raise click.UsageError(f"{config_file}: unknown preset {preset!r}; "
+                                   f"choose one of {', '.join(sorted(PRESETS))}")
+    if store is None and not resume:
+        from hopecli.train.configfile import store_path
+
+        store = store_path(file_data)
+        if store is None:
+            raise click.UsageError("Missing argument 'STORE' (or a --config that names a store).")
+    overrides = _merge(file_model, _model_overrides(kwargs))
     if resume:
         if given:
             raise click.UsageError(f"--resume continues with the saved configuration; drop {', '.join(given)}")
@@ -288,6 +381,7 @@ def command(store, run_dir, resume, preset, **kwargs):
         model_cfg, train_cfg = saved.model, saved.train
         if _given(ctx, ["device"]):  # a checkpoint is device-free: resume anywhere
             train_cfg = dataclasses.replace(train_cfg, device=kwargs["device"])
+        store = store or saved.store["path"]
     else:
         if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
             raise click.UsageError("give one of --steps and --epochs (per task)")
@@ -308,8 +402,15 @@ def command(store, run_dir, resume, preset, **kwargs):
             preset, input_dim=clip_shape(fs)[2], action_dim=attrs["action_dim"],
             state_dim=attrs["state_dim"], patches_per_step=attrs["patches_per_step"],
             grid=tuple(attrs["grid"]), **overrides))
+    if print_config:
+        resolved = {"preset": preset, "store": {"path": str(Path(fs.path).resolve())},
+                    "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
+        click.echo(json.dumps(resolved, indent=2))
+        return
     world = init_from_env(train_cfg.device)
     resume_command = shlex.join(["hope", "train", str(store), "--out", str(run_dir), "--resume"])
+    if world.is_main and not resume:
+        _announce(preset, model_cfg, fs, train_cfg, world)
     try:
         results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
     except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: the step reached is checkpointed
@@ -328,6 +429,22 @@ def command(store, run_dir, resume, preset, **kwargs):
                   f"`hope eval {run_dir}` shows the metrics")
 
 
+def _announce(preset: str, model_cfg, store, train_cfg, world) -> None:
+    """Which preset and how many parameters; for a large model on a CPU, the time per step."""
+    from hopecli.train import estimate as est
+    from hopecli.train.continual import plan_protocol
+
+    found = est.estimate(model_cfg, store, train_cfg, world.device)
+    err.print(f"preset {preset}: {model_cfg.pattern} predictor, {found.parameters:,} parameters", highlight=False)
+    if found.seconds_per_step is not None:
+        steps = sum(e.steps for e in plan_protocol(store, train_cfg, world).experiences)
+        err.print(f"[yellow]warning:[/] preset {preset} has {found.parameters:,} parameters (over "
+                  f"{est.LARGE_ON_CPU:,}) and will train on the CPU: one step of batch {train_cfg.batch_size} "
+                  f"takes about {est.duration(found.seconds_per_step)} (one clip timed), about "
+                  f"{est.duration(found.seconds_per_step * steps)} for the {steps:,} steps of this run; a GPU "
+                  f"or a CPU-sized preset ({', '.join(est.SMALL_PRESETS)}) is much faster", highlight=False)
+
+
 def _checked(make):
     """Run a config constructor, turning its ValueError into a usage error."""
     try:
@@ -338,4 +455,6 @@ def _checked(make):
 
 for _field, _memory, _hint in _model_fields():
     command.params.append(_model_option(_field, _memory, _hint))
+    PANELS["Model"].append(command.params[-1].opts[0])
 command.params.extend(TRAIN_OPTIONS)
+command.set_option_panels(list(PANELS.items()))

@@ -21,6 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from hopecli import __version__
+from hopecli.console import err
 from hopecli.errors import HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
 from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
@@ -33,6 +34,7 @@ from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
 from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, read_json, write_json
 from hopecli.train.runconfig import read_run_config
+from hopecli.train.runlog import RunLog, learning_curve
 from hopecli.train.validate import evaluate_clips
 
 ERRORS = ("teacher_forcing", "jump")
@@ -206,7 +208,8 @@ def train(
     log = None
     if world.is_main:
         MetricsLog.truncate(run_dir / METRICS, lambda r: _kept_on_resume(r, progress))
-        log = MetricsLog(run_dir / METRICS)
+        log = RunLog(run_dir, start_step=progress["global_step"],
+                     warn=lambda message: err.print(f"[yellow]warning:[/] {message}"))
     objective = WorldModelObjective(model, cfg.loss)
     if world.distributed:
         ids = [world.device.index] if world.device.type == "cuda" else None
@@ -263,6 +266,7 @@ def train(
     results = _results(protocol, cfg, progress, per_horizon)
     if world.is_main:
         write_json(run_dir / RESULTS, results)
+        learning_curve(run_dir)
     barrier(world)
     return results
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from hopecli.console import err
+from hopecli.console import err, progress_bars
 from hopecli.errors import HopeError
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, prefetch
@@ -47,12 +47,13 @@ class Experience:
 
 
 class Reporter:
-    """Rich progress on stderr (rank 0 only) and the threshold warnings."""
+    """Progress on stderr (rank 0 only; live bars in a terminal, plain lines in a log) and
+    the threshold warnings."""
 
     def __init__(self, cfg: TrainConfig, world: World) -> None:
         self.cfg = cfg
         self.enabled = world.is_main
-        self.progress = Progress(
+        self.progress = progress_bars(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),

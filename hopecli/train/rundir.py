@@ -6,6 +6,8 @@ RUN/
   split.json        names of the training and validation clips of every partition
   metrics.jsonl     one JSON object per line: training steps and evaluations
   results.json      error matrices R (teacher forcing, jump) and per-horizon errors
+  events.out.tfevents.*  the scalars of metrics.jsonl for TensorBoard (hopecli.train.runlog)
+  loss.png          learning curve, drawn when training ends
   checkpoints/      see hopecli.train.checkpoint
 ```
 

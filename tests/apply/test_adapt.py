@@ -262,7 +262,7 @@ def test_figure_draws_one_line_per_column(runs, store_path, tmp_path, monkeypatc
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [line for line in figures[0].axes[0].get_lines() if not line.get_label().startswith("_")]
     assert [line.get_label().split(" (")[0] for line in lines] == [
-        "frozen", "memory", "layernorm", "both", "ViT baseline + layernorm"]
+        "frozen", "memory", "layernorm", "both", "ViT baseline frozen", "ViT baseline + layernorm"]
     assert list(lines[2].get_ydata()) == list(_column(report, "layernorm"))
 
 
@@ -274,12 +274,13 @@ def test_cli_adapt_both_with_baseline_save_and_init_state(runs, clips_dir, tmp_p
                                       "--png", str(tmp_path / "a.png")])
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
-    assert report["columns"] == ["frozen", "both", "baseline"] and report["methods"] == ["both"]
+    assert report["columns"] == ["frozen", "both", "baseline_frozen", "baseline"] and report["methods"] == ["both"]
     assert report["baseline_layernorm"] is True and report["tta_lr"] == 1e-2 and report["tta_every"] == 1
     assert len(report["steps"]) == 6
-    assert all(set(s) == {"clip", "step", "frozen", "both", "baseline"} for s in report["steps"])
-    assert set(report["mean"]) == {"frozen", "both", "baseline"}
-    assert report["helped"] == {"both": report["mean"]["both"] < report["mean"]["frozen"]}
+    assert all(set(s) == {"clip", "step", "frozen", "both", "baseline_frozen", "baseline"} for s in report["steps"])
+    assert set(report["mean"]) == {"frozen", "both", "baseline_frozen", "baseline"}
+    assert report["helped"] == {"both": report["outcome"]["both"] == "helped"}
+    assert set(report["p_value"]) == {"both", "baseline"}
     assert report["verdict"] in first.stderr and state.exists() and (tmp_path / "a.png").exists()
 
     carried = CliRunner().invoke(hope, [*args, "--clip", str(clips_dir / "clip1.mp4"), "--carry"])

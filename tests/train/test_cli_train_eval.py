@@ -88,7 +88,7 @@ def test_base_then_tasks_with_the_seeds_options_then_both_metric_families(tmp_pa
     assert list(evals[1]["errors"]) == ["base", "b", "a"]  # after base: the future tasks measured too
     assert all(e["clips"] == 1 for e in evals[1]["errors"].values())
 
-    result = _run("eval", run, "--json")
+    result = _run("eval", run, "--json", "--details")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["runs"][0]
     assert r["base_task"] == "base" and r["tasks"] == ["base", "b", "a"] and r["experiences"] == ["base", "b", "a"]
