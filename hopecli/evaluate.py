@@ -219,6 +219,11 @@ class RunReport:
     horizon: dict | None  # {"steps": H, "tasks": {task: [H errors]}, "mean": [H errors]}
     complete: bool
     figure: str | None = None
+    # copy-last / context-mean on the run's validation clips (hopecli.baselines), None
+    # when the run's store is not at hand: {name: {"teacher_forcing": {task: e}, "jump":
+    # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
+    baselines: dict | None = None
+    probe: dict | None = None  # hopecli.probe.probe_report, when the store has object states
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,6 +274,38 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
     return {"steps": steps, "tasks": per_task}
 
 
+def run_split(run_dir: Path, store_path: Path | None = None):
+    """(open store, TrainConfig, partitions, validation split) of a run, without its model."""
+    from hopecli.data.store import FeatureStore
+    from hopecli.errors import StoreMismatchError
+    from hopecli.train.config import TrainConfig
+    from hopecli.train.continual import held_out, protocol_tasks
+
+    config = read_json(Path(run_dir) / "config.json")
+    store = FeatureStore.open(store_path or config["store"]["path"])
+    if store.attrs.get("encoder") != config["store"]["encoder"]:
+        raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
+    cfg = TrainConfig.from_dict(config["train"])
+    tasks = protocol_tasks(store, cfg)
+    return store, cfg, tasks, held_out(store, tasks, cfg)
+
+
+def measure_baselines(run_dir: Path, steps: int, store_path: Path | None = None) -> dict:
+    """Copy-last and context-mean errors on a run's validation clips, per partition, for
+    teacher forcing, jump and horizons 1..steps (RunReport.baselines' layout)."""
+    from hopecli.baselines import BASELINES, evaluate_baselines
+
+    store, cfg, tasks, split = run_split(run_dir, store_path)
+    per_task = {t: evaluate_baselines(store, split.val[t], horizon=steps, jump_k=cfg.loss.jump_k) for t in tasks}
+    out = {}
+    for name in BASELINES:
+        entry = {kind: {t: per_task[t][name][kind] for t in tasks} for kind in ERROR_KINDS}
+        entry["avg_error"] = {kind: float(np.mean(list(entry[kind].values()))) for kind in ERROR_KINDS}
+        entry["horizon"] = _with_mean({"steps": steps, "tasks": {t: per_task[t][name]["horizon"] for t in tasks}})
+        out[name] = json_safe(entry)
+    return out
+
+
 def _with_mean(horizon: dict | None) -> dict | None:
     if horizon is None:
         return None
@@ -294,7 +331,10 @@ def evaluate_runs(
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
+    from hopecli.baselines import relative_to
+
     reports = []
+    warnings: list[str] = []
     for run in runs:
         results = load_results(run)
         per_horizon = results.get("horizon")
@@ -306,6 +346,17 @@ def evaluate_runs(
             R=json_safe(results["R"]), metrics=run_metrics(results), stream=run_stream_metrics(results),
             horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
         ))
+        report = reports[-1]
+        steps = (per_horizon or {}).get("steps") or 1
+        try:
+            report.baselines = measure_baselines(run, steps, store)
+        except HopeError as e:  # the store moved or is gone: the run's own numbers still stand
+            warnings.append(f"{run}: no copy / context-mean baselines ({e})")
+        if report.baselines is not None:
+            copy = report.baselines["copy_last"]["avg_error"]
+            for kind in ERROR_KINDS:
+                if report.metrics[kind] is not None:
+                    report.metrics[kind]["vs_copy"] = relative_to(report.metrics[kind]["avg_error"], copy[kind])
     baselines = {}
     if naive is not None:
         base = {name: run_metrics(load_results(path)) for name, path in (("naive", naive), ("joint", joint))}
@@ -329,7 +380,7 @@ def evaluate_runs(
     if out_figure is not None:
         save_figure(reports, Path(out_figure))
     return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
-            "figure": str(out_figure) if out_figure is not None else None}
+            "figure": str(out_figure) if out_figure is not None else None, "warnings": warnings}
 
 
 def save_figure(reports: Sequence[RunReport], path: Path) -> None:

@@ -117,4 +117,7 @@ def _table(report) -> None:
     table.add_row("mean", "", *(f"{report.mean(c):.4f}" for c in columns), style="bold")
     changes = ("" if c == columns[0] else f"{100 * report.change(c):+.2f}%" for c in columns)
     table.add_row("vs frozen", "", *changes)
+    copy = report.mean("copy_last")
+    table.add_row("vs copy", "", *("" if c in ("copy_last", "context_mean") or not copy
+                                   else f"{100 * (report.mean(c) / copy - 1):+.1f}%" for c in columns))
     err.print(table)

@@ -40,7 +40,32 @@ def _r_table(run: dict, kind: str) -> Table:
         table.add_column(task or "(unlabelled)", justify="right")
     for name, row in zip(run["experiences"], run["R"][kind]):
         table.add_row(name, *(_cell(v) for v in row))
+    from hopecli.baselines import LABELS as BASELINE_LABELS
+
+    for name, base in (run["baselines"] or {}).items():
+        table.add_row(BASELINE_LABELS[name], *(_cell(base[kind].get(t)) for t in run["tasks"]), style="dim")
+    if run["baselines"]:
+        table.caption = "copy-last, context-mean: baselines on the same validation clips"
     return table
+
+
+def _baseline_rows(runs: list[dict]) -> list[tuple[str, dict]]:
+    """(label, baseline entry) of every distinct set of validation clips among the runs:
+    one copy-last and one context-mean row when the runs share their clips (the usual
+    case), else one pair per run."""
+    from hopecli.baselines import LABELS as BASELINE_LABELS
+
+    distinct: dict[str, tuple[str, dict]] = {}
+    for run in runs:
+        if run["baselines"] is None:
+            continue
+        key = json.dumps(run["baselines"], sort_keys=True)
+        distinct.setdefault(key, (_name(run), run["baselines"]))
+    rows = []
+    for source, baselines in distinct.values():
+        suffix = f" ({source}'s clips)" if len(distinct) > 1 else ""
+        rows += [(BASELINE_LABELS[name] + suffix, entry) for name, entry in baselines.items()]
+    return rows
 
 
 def _name(run: dict) -> str:
@@ -55,13 +80,25 @@ def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
     table.add_column("run", no_wrap=True)
     for key in keys:
         table.add_column(LABELS[key], justify="right")
+    table.add_column("vs copy", justify="right")
     for run in runs:
         m = run["metrics"][kind]
         if m is None:
-            table.add_row(_name(run), *(["unfinished"] + ["-"] * (len(keys) - 1)))
+            table.add_row(_name(run), *(["unfinished"] + ["-"] * len(keys)))
         else:
-            table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
+            table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys),
+                          _percent(m.get("vs_copy")))
+    for label, entry in _baseline_rows(runs):
+        # a baseline learns nothing: the same error after every experience, no forgetting or transfer
+        avg = entry["avg_error"][kind]
+        cells = {"avg_error": avg, "plasticity": avg}
+        table.add_row(label, *(_cell(cells.get(k)) for k in keys), "", style="dim")
+        table.caption = "vs copy: Avg Error relative to the copy-last baseline (dim rows) on the same clips"
     return table
+
+
+def _percent(rel: float | None) -> str:
+    return "-" if rel is None else f"{100 * rel:+.1f}%"
 
 
 def _stream_rows_table(run: dict, kind: str) -> Table | None:
@@ -98,14 +135,29 @@ def _horizon_table(runs: list[dict]) -> Table | None:
     with_h = [r for r in runs if r["horizon"] is not None]
     if not with_h:
         return None
+    from hopecli.baselines import relative_to
+
     steps = max(r["horizon"]["steps"] for r in with_h)
-    table = Table(title="validation error per rollout horizon (mean over tasks)")
+    table = Table(title="validation error per rollout horizon (mean over tasks); vs copy: relative to the "
+                        "copy-last baseline on the same clips")
     table.add_column("run", no_wrap=True)
     for h in range(1, steps + 1):
         table.add_column(f"{h}", justify="right")
+    table.add_column("1 vs copy", justify="right")
+    table.add_column("mean vs copy", justify="right")
     for run in with_h:
         mean = run["horizon"]["mean"]
-        table.add_row(_name(run), *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)))
+        copy = ((run["baselines"] or {}).get("copy_last") or {}).get("horizon") or {}
+        copy_mean = copy.get("mean") or []
+        first = relative_to(mean[0], copy_mean[0]) if mean and copy_mean else None
+        overall = (relative_to(sum(mean) / len(mean), sum(copy_mean) / len(copy_mean))
+                   if mean and len(copy_mean) == len(mean) else None)
+        table.add_row(_name(run), *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)),
+                      _percent(first), _percent(overall))
+    for label, entry in _baseline_rows(with_h):
+        mean = entry["horizon"]["mean"]
+        table.add_row(label, *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)), "", "",
+                      style="dim")
     return table
 
 
@@ -170,6 +222,8 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     table = _horizon_table(report["runs"])
     if table is not None:
         err.print(table)
+    for warning in report["warnings"]:
+        err.print(f"warning: {warning}", soft_wrap=True)
     figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
     err.print("figures: " + ", ".join(figures))
     if as_json:
