@@ -322,12 +322,16 @@ def evaluate_runs(
     store: Path | None = None,
     figures: bool = True,
     out_figure: Path | None = None,
+    probe: bool | None = None,
 ) -> dict:
     """Metrics of every run (plus Gap Closed against the naive and joint baselines).
 
     The per-horizon errors come from results.json, or are measured again from the final
     checkpoint when `horizon` or `store` is given. With `figures`, each run gets
-    RUN/eval.png; `out_figure` gets all runs in one figure.
+    RUN/eval.png; `out_figure` gets all runs in one figure. The copy-last and
+    context-mean baselines are measured on every run's validation clips; `probe` (None:
+    whenever the store has object states) scores the object's position through a linear
+    probe (hopecli.probe).
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
@@ -350,8 +354,17 @@ def evaluate_runs(
         steps = (per_horizon or {}).get("steps") or 1
         try:
             report.baselines = measure_baselines(run, steps, store)
+            if probe is not False:
+                from hopecli.probe import probe_report
+
+                report.probe = probe_report(run, steps, store)
         except HopeError as e:  # the store moved or is gone: the run's own numbers still stand
-            warnings.append(f"{run}: no copy / context-mean baselines ({e})")
+            if probe:
+                raise
+            warnings.append(f"{run}: no baselines or probe ({e})")
+        if probe and report.probe is None:
+            raise HopeError(f"{run}: --probe needs object states, and the run's store has none "
+                            "(its sidecars had no object_states)")
         if report.baselines is not None:
             copy = report.baselines["copy_last"]["avg_error"]
             for kind in ERROR_KINDS:

@@ -11,7 +11,8 @@ Time modes (DESIGN section 2): `tubelet` encodes the window at once, T = frames 
 tubelet_size, and averages each tubelet's per-frame actions and states; `frame` encodes
 every frame alone (repeated over the tubelet), T = frames, one action and state per frame.
 With a stride s > 1 the action of a sampled frame is the sum of the s per-frame actions it
-stands for (actions are displacements), and its state is the state at that frame.
+stands for (actions are displacements), and its state is the state at that frame. Object
+states (optional in the sidecar) are resampled as states are.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class _Window:
     frames: np.ndarray  # [F] source frame indices
     actions: np.ndarray  # [F, A], per sampled frame
     states: np.ndarray  # [F, S]
+    object_states: np.ndarray | None = None  # [F, K], when the sidecar has them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -174,6 +176,8 @@ def _plan(videos: Sequence[Path], sampling: Sampling, reference: dict[str, Any],
                 )
             fps = info.fps / stride
             dims = {"action_dim": sidecar.actions.shape[1], "state_dim": sidecar.states.shape[1]}
+            if sidecar.object_states is not None:
+                dims["object_state_dim"] = sidecar.object_states.shape[1]
             for key, value in dims.items():
                 if reference.setdefault(key, value) != value:
                     raise InputError(f"{sidecar.path}: {key} {value}, but the other clips have "
@@ -187,7 +191,8 @@ def _plan(videos: Sequence[Path], sampling: Sampling, reference: dict[str, Any],
         name = str(video.resolve().relative_to(root)) if root else str(video.resolve())
         for k, frames in enumerate(cuts):
             actions, states = _window_signals(sidecar, frames, stride)
-            windows.append(_Window(f"{name}#{k}", sidecar.task, video, frames, actions, states))
+            objects = sidecar.object_states[frames] if sidecar.object_states is not None else None
+            windows.append(_Window(f"{name}#{k}", sidecar.task, video, frames, actions, states, objects))
     return windows
 
 
@@ -265,6 +270,8 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
     reference: dict[str, Any] = {}
     if existing is not None:
         reference = {k: existing.attrs[k] for k in ("action_dim", "state_dim", "fps")}
+        if existing.has_object_states:
+            reference["object_state_dim"] = existing.group["object_states"].shape[-1]
         existing.check_compatible(store_attrs(encoder, config, frames, reference, None))
     root = _clip_root(videos, existing.attrs if existing else None) if videos else None
     windows = _plan(videos, sampling, reference, root, skip)
@@ -318,7 +325,9 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
                 store.write(i, ClipFeatures(
                     features=feats,
                     actions=_steps(w.actions, config.time_mode, tubelet),
-                    states=_steps(w.states, config.time_mode, tubelet)))
+                    states=_steps(w.states, config.time_mode, tubelet),
+                    object_states=None if w.object_states is None
+                    else _steps(w.object_states, config.time_mode, tubelet)))
                 result.written.append(w.clip_id)
                 if on_clip is not None:
                     on_clip(w.clip_id)

@@ -161,6 +161,45 @@ def _horizon_table(runs: list[dict]) -> Table | None:
     return table
 
 
+def _probe_table(runs: list[dict]) -> Table | None:
+    """Object position error per horizon, per partition and averaged: the probe on the true
+    features (ceiling) and on copy-last (once per set of validation clips), then every run."""
+    with_probe = [r for r in runs if r["probe"] is not None]
+    if not with_probe:
+        return None
+    first = with_probe[0]["probe"]
+    steps = max(r["probe"]["steps"] for r in with_probe)
+    table = Table(title=f"probe: {first['quantity']} per rollout horizon, in {first['units']}; lower is better")
+    table.add_column("features", no_wrap=True)
+    table.add_column("partition", no_wrap=True)
+    for h in range(1, steps + 1):
+        table.add_column(f"{h}", justify="right")
+    table.add_column("mean vs copy", justify="right")
+    tasks = list(first["tasks"]) + ["mean"]
+
+    def values(probe: dict, task: str, name: str) -> list[float]:
+        return probe["mean"][name] if task == "mean" else probe["tasks"][task][name]
+
+    seen: set[str] = set()
+    for task in tasks:
+        for run in with_probe:
+            probe = run["probe"]
+            if task != "mean" and task not in probe["tasks"]:
+                continue
+            copy = values(probe, task, "copy_last")
+            key = json.dumps([task, probe["mean"]["copy_last"], probe["mean"]["true_features"]])
+            if key not in seen:
+                seen.add(key)
+                table.add_row("true (probe ceiling)", task, *(_cell(v) for v in values(probe, task, "true_features")),
+                              "", style="dim")
+                table.add_row("copy-last", task, *(_cell(v) for v in copy), "", style="dim")
+            model = values(probe, task, "model")
+            rel = sum(model) / sum(copy) - 1 if sum(copy) > 0 else None
+            table.add_row(_name(run), task, *(_cell(v) for v in model), _percent(rel))
+        table.add_section()
+    return table
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--naive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -174,8 +213,11 @@ def _horizon_table(runs: list[dict]) -> Table | None:
               help="Feature store for --horizon (default: the store each run was trained on).")
 @click.option("--out-figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one PNG with every run.")
+@click.option("--probe/--no-probe", default=None,
+              help="Score the object's position through a linear probe fitted on the training clips' "
+                   "features (default: on when the store has object states).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def command(runs, naive, joint, horizon, store, out_figure, as_json):
+def command(runs, naive, joint, horizon, store, out_figure, probe, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
     \b
@@ -198,13 +240,25 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     trained yet (final: mean over experiences).
 
     \b
+    Baselines: every error stands beside copy-last (predict the last step seen) and
+    context-mean (the mean of the steps seen) on the same validation clips, steps and
+    horizons; "vs copy" is a run's error relative to copy-last.
+
+    \b
+    Probe (stores with object states, e.g. from `hope synth`): a ridge regression from
+    a step's features to the object's state, fitted on the true features of the
+    training clips, reads the object's position off the features of each horizon's
+    target: true features (the probe's ceiling), copy-last, and each run's rollout.
+
+    \b
     Each run also gets RUN/eval.png: both R heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything, per-row values and
     the experience-forgetting matrices included.
     """
     from hopecli.evaluate import ERROR_KINDS, evaluate_runs
 
-    report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure)
+    report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
+                           probe=probe)
     for run in report["runs"]:
         for kind in ERROR_KINDS:
             err.print(_r_table(run, kind))
@@ -220,6 +274,9 @@ def command(runs, naive, joint, horizon, store, out_figure, as_json):
     for kind in ERROR_KINDS:
         err.print(_stream_table(report["runs"], kind))
     table = _horizon_table(report["runs"])
+    if table is not None:
+        err.print(table)
+    table = _probe_table(report["runs"])
     if table is not None:
         err.print(table)
     for warning in report["warnings"]:
