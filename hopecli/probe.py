@@ -124,7 +124,7 @@ def position_error(pred: Tensor, truth: Tensor) -> Tensor:
 # -- scoring runs ------------------------------------------------------------------------
 
 SCORED = ("true_features", "copy_last", "model")
-UNITS = "the sidecars' units (hope synth: table widths)"
+UNITS = "sidecar units; hope synth: table widths"
 
 
 def _read(store, indices: Sequence[int], batch_size: int = 32):

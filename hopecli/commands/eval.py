@@ -212,7 +212,9 @@ def _probe_table(runs: list[dict]) -> Table | None:
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Feature store for --horizon (default: the store each run was trained on).")
 @click.option("--out-figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write one PNG with every run.")
+              help="Also write one PNG comparing the runs on shared axes: Avg Error / Forgetting / "
+                   "Plasticity bars against copy-last, error and probe error per horizon beside the "
+                   "baselines, and every run's error matrix on one colour scale.")
 @click.option("--probe/--no-probe", default=None,
               help="Score the object's position through a linear probe fitted on the training clips' "
                    "features (default: on when the store has object states).")
