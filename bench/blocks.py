@@ -33,6 +33,7 @@ from rich.table import Table
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from _before import load_chunked, under
 from _timing import autocast, matmul_peak, timings
 
 from hopecli.model import build_predictor
@@ -145,6 +146,10 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
                 ("H block (phase 5, full width)", batch, frames,
                  lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, phase5, *CMS, N, 0.0, 0).to(device), b, f, False, device, args.bf16)),
             ]
+            if args.before:
+            old = load_chunked(args.before)
+            for name, b, f, make in [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]:
+                cases.append((f"{name} @{args.before}", b, f, lambda make=make: tuple(under(old, fn) for fn in make())))
         if "presets" in args.cases:
             cases += [
                 (f"preset {name}", batch, frames,
@@ -233,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast (default: on for cuda, off for cpu)")
     parser.add_argument("--json-out", help="write the results as JSON here")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--before", metavar="REV", help="also time the H blocks with the memory of git revision REV")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.cases = args.cases.split(",")
     args.presets = [p for p in args.presets.split(",") if p]
     if args.bf16 is None:

@@ -14,12 +14,15 @@ Timings are the median and the spread (min, max) of --repeats runs after --warmu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
 
 import torch
+
+from _before import chunked_impl, load_chunked
 
 from hopecli.console import err
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig
@@ -62,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impl", choices=["both", "chunked", "naive"], default="both")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--before", metavar="REV", help="also time the chunked memory of git revision REV")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     cfg = TitanConfig(dim=args.dim, heads=args.heads, hidden_mult=args.hidden_mult, update_rule=args.rule)
     titan = SelfModifyingTitan(cfg).to(args.device)
@@ -71,11 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     dtype = DTYPES[args.dtype]
     flops = model_flops(cfg, args.batch, length)
     impls = ["chunked", "naive"] if args.impl == "both" else [args.impl]
+    old = load_chunked(args.before) if args.before else None
+    if old is not None:
+        impls.append(f"chunked@{args.before}")
     results = {}
     for impl in impls:
-        for _ in range(args.warmup):
-            time_pass(titan, x, args.tokens, impl, dtype)
-        times = [time_pass(titan, x, args.tokens, impl, dtype) for _ in range(args.repeats)]
+        context = chunked_impl(old) if "@" in impl else contextlib.nullcontext()
+        run = impl.split("@")[0]
+        with context:
+            for _ in range(args.warmup):
+                time_pass(titan, x, args.tokens, run, dtype)
+            times = [time_pass(titan, x, args.tokens, run, dtype) for _ in range(args.repeats)]
         median = statistics.median(times)
         results[impl] = {
             "median_s": median,
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "model_gflop_fwd_bwd": flops / 1e9,
         "results": results,
     }
-    if len(results) == 2:
+    if "naive" in results and "chunked" in results:
         report["naive_over_chunked"] = results["naive"]["median_s"] / results["chunked"]["median_s"]
 
     err.print(f"Titan memory fwd+bwd on {device_name}, {args.dtype}, B={args.batch} L={length} "

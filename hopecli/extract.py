@@ -57,8 +57,13 @@ class ExtractConfig:
     time_mode: str = "tubelet"
     batch_size: int = 4
     device: str = "auto"
+    shard: tuple[int, int] | None = None  # (I, N): this writer takes every N-th video from the I-th
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            index, count = self.shard
+            if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+                raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {self.shard!r}")
         if self.time_mode not in TIME_MODES:
             raise ValueError(f"time_mode must be one of {TIME_MODES}, got {self.time_mode!r}")
         if self.device not in DEVICES:
@@ -68,6 +73,27 @@ class ExtractConfig:
         # sampling options are validated by Sampling itself
         Sampling(frames=self.frames or 2, stride=self.stride, target_fps=self.target_fps,
                  long_clips=self.long_clips)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N) with 0 <= I < N; ValueError quoting the text otherwise."""
+    index, sep, count = text.partition("/")
+    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+        raise ValueError(f"shard must be I/N (e.g. 0/4), got {text!r}")
+    shard = (int(index), int(count))
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard {text!r}: I must be in 0..N-1")
+    return shard
+
+
+def shard_videos(videos: Sequence[Path], shard: tuple[int, int] | None) -> list[Path]:
+    """This rank's videos: every N-th, from the I-th, in the order of their resolved paths,
+    so the ranks of one command line take disjoint sets that cover every video."""
+    if shard is None:
+        return list(videos)
+    index, count = shard
+    ordered = sorted(videos, key=lambda v: str(v.resolve()))
+    return ordered[index::count]
 
 
 @dataclass(frozen=True)
@@ -266,23 +292,42 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
         if on_skip is not None:
             on_skip(result.skipped[-1])
 
-    existing = FeatureStore.open(out, writable=True) if out.exists() else None
-    reference: dict[str, Any] = {}
+    device = resolve_device(config.device)  # before anything is written
+    result.device = str(device)
+    mine = shard_videos(videos, config.shard)
+
+    def plan(attrs: dict[str, Any] | None, store: FeatureStore | None = None,
+             ) -> tuple[list[_Window], dict[str, Any], list[Skipped]]:
+        """This writer's clip windows against a store's attributes (None: no store yet), the
+        reference dims and fps, and the skips. Clip ids are relative to a root taken from
+        all the videos, so that every shard of one command line names its clips alike."""
+        reference = {k: attrs[k] for k in ("action_dim", "state_dim", "fps")} if attrs else {}
+        if store is not None and store.has_object_states:
+            reference["object_state_dim"] = store.group["object_states"].shape[-1]
+        skips: list[Skipped] = []
+        root = _clip_root(videos, attrs) if videos else None
+        windows = _plan(mine, sampling, reference, root, lambda p, r: skips.append(Skipped(p, r)))
+        return windows, reference, skips
+
+    existing = FeatureStore.open(out, writable=True) if FeatureStore.exists(out) else None
     if existing is not None:
         reference = {k: existing.attrs[k] for k in ("action_dim", "state_dim", "fps")}
-        if existing.has_object_states:
-            reference["object_state_dim"] = existing.group["object_states"].shape[-1]
         existing.check_compatible(store_attrs(encoder, config, frames, reference, None))
-    root = _clip_root(videos, existing.attrs if existing else None) if videos else None
-    windows = _plan(videos, sampling, reference, root, skip)
-    if not windows:
+    windows, reference, skips = plan(existing.attrs if existing else None, existing)
+    store = None
+    if windows:
+        steps = frames if config.time_mode == "frame" else frames // tubelet
+        root = _clip_root(videos, existing.attrs if existing else None)
+        store = FeatureStore.create_or_resume(out, store_attrs(encoder, config, frames, reference, root),
+                                              steps=steps, dim=encoder.config.embed_dim)
+        if existing is None and not store.created:  # another writer made it meanwhile: its names
+            windows, reference, skips = plan(store.attrs, store)
+    for skipped in skips:
+        skip(skipped.path, skipped.reason)
+    if store is None or not windows:
         result.seconds = time.perf_counter() - started
         return result
 
-    steps = frames if config.time_mode == "frame" else frames // tubelet
-    store = FeatureStore.create_or_resume(
-        out, store_attrs(encoder, config, frames, reference, root),
-        steps=steps, dim=encoder.config.embed_dim)
     indices = store.add_clips([w.clip_id for w in windows], [w.task for w in windows])
     done = store.done
     todo = [(i, w) for i, w in zip(indices, windows) if not done[i]]
@@ -290,8 +335,6 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
     if on_start is not None:
         on_start(len(todo))
 
-    device = resolve_device(config.device)
-    result.device = str(device)
     model = encoder.model.to(device)
     crop = encoder.config.img_size
 
@@ -322,6 +365,12 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
                     device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 features = _encode(model, video, config.time_mode, tubelet).cpu().numpy()
             for (i, w, _), feats in zip(good, features):
+                with np.errstate(over="ignore"):
+                    feats = feats.astype(np.float16)  # as stored: beyond its range is infinite
+                if not np.isfinite(feats).all():
+                    skip(str(w.video), f"{w.video}: the encoder gave NaN or infinite features for clip "
+                                       f"{w.clip_id!r} (or beyond the float16 range); not written")
+                    continue
                 store.write(i, ClipFeatures(
                     features=feats,
                     actions=_steps(w.actions, config.time_mode, tubelet),

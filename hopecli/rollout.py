@@ -121,6 +121,7 @@ def clip_from_store(store_path: str | Path, index: int, run: Run) -> Clip:
     if not store.done[index]:
         raise InputError(f"{store_path}: clip {index} was never finished by extract")
     data = store.read(index)
+    store.check_finite([index], data)
     name = store.clips[index]
     clip = Clip(name, np.asarray(data.features, np.float32), data.actions, data.states)
     # the video behind the clip id "relative/path.mp4#window", for figures only

@@ -98,6 +98,21 @@ def test_json_summary_and_random_encoder_label(clips, tmp_path):
     assert json.loads(rerun.stdout)["clips_written"] == 0
 
 
+def test_empty_folder_among_inputs_is_named_and_fails_without_allow_skips(clips, tmp_path):
+    folder = _copy(clips, tmp_path)
+    (folder / "empty").mkdir()
+    result = _run(folder, folder / "empty", "--out", tmp_path / "s.zarr", "--frames", FRAMES, "--json")
+    assert result.exit_code == 1
+    assert f"skipped: {folder / 'empty'}: no videos in this folder" in result.stderr
+    assert result.stderr.rstrip().endswith("Error: 1 file(s) skipped; fix them or pass --allow-skips")
+    summary = json.loads(result.stdout)
+    assert summary["clips_written"] == 4 and summary["skipped"] == [
+        {"path": str(folder / "empty"), "reason": f"{folder / 'empty'}: no videos in this folder"}]
+    allowed = _run(folder, folder / "empty", "--out", tmp_path / "s.zarr", "--frames", FRAMES,
+                   "--allow-skips")
+    assert allowed.exit_code == 0, allowed.output
+
+
 def test_stdin_paths(clips, tmp_path):
     names = [clips / "low_001.mp4", clips / "high_000.mp4"]
     result = _run("-", "--out", tmp_path / "s.zarr", "--frames", FRAMES,
@@ -277,3 +292,17 @@ def test_cuda_bf16_features_match_cpu(clips, tmp_path):
         ref, got = features.astype(np.float32), gpu[name].astype(np.float32)
         relative_rms = np.sqrt(np.mean((got - ref) ** 2) / np.mean(ref**2))
         assert relative_rms < 0.05, (name, relative_rms)
+
+
+def test_non_finite_features_are_never_written(clips, tmp_path):
+    """An encoder that gives NaN: every clip is skipped, named, and none is marked done."""
+    broken = load_encoder()
+    with torch.no_grad():
+        next(broken.model.parameters()).fill_(float("inf"))
+    result = extract(list_videos([clips]), tmp_path / "s.zarr", ExtractConfig(frames=FRAMES), encoder=broken)
+    assert result.written == [] and len(result.skipped) == 4
+    for skipped in result.skipped:
+        clip = Path(skipped.path).name + "#0"
+        assert skipped.reason == (f"{skipped.path}: the encoder gave NaN or infinite features for clip "
+                                  f"{clip!r} (or beyond the float16 range); not written")
+    assert not FeatureStore.open(tmp_path / "s.zarr").done.any()

@@ -3,7 +3,6 @@ same model frozen and optionally a ViT baseline."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ from rich.table import Table
 
 from hopecli.commands.options import run_source_options
 from hopecli.console import err
+from hopecli.train.rundir import dumps_report
 
 
 @click.command()
@@ -104,7 +104,7 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
         adapt_figure(report, png)
         err.print(f"figure -> {png}", soft_wrap=True)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(dumps_report(result))
 
 
 def _table(report) -> None:

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from hopecli.console import err
+from hopecli.train.rundir import dumps_report
 
 STREAM_LABELS = {
     "stream_error": "Stream Error",
@@ -286,4 +287,4 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, as_json):
     figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
     err.print("figures: " + ", ".join(figures))
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(dumps_report(report))

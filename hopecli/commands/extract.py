@@ -36,11 +36,15 @@ from hopecli.console import err
               help="Clips per encoder batch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: CUDA (bf16 autocast) when present, else CPU.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Rank I of N writers sharing one store (e.g. one per GPU or machine): take "
+                   "every N-th video of PATHS from the I-th, so the ranks of one command line "
+                   "write disjoint clips; run them at once, each with its own I.")
 @click.option("--allow-skips", is_flag=True,
               help="Exit 0 even when some files were skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def command(paths, out, weights, which, frames, stride, target_fps, long_clips, time_mode,
-            batch_size, device, allow_skips, as_json):
+            batch_size, device, shard, allow_skips, as_json):
     """Encode video clips into a feature store with a frozen V-JEPA 2 encoder.
 
     PATHS are video files, folders (searched recursively) or - to read newline-separated
@@ -48,19 +52,26 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
     states [F, S]; its task label comes from the sidecar's `task`. Bad files are skipped
     with one line each and the rest are extracted; the exit code is non-zero when any file
     was skipped unless --allow-skips is given. An interrupted run resumes when re-run.
+    Several runs may write one store at once (other PATHS, or --shard I/N ranks).
     """
     from hopecli.data.video import list_videos
     from hopecli.encoder import load_encoder
     from hopecli.errors import InputError
-    from hopecli.extract import RANDOM_NOTE, ExtractConfig, extract
+    from hopecli.extract import RANDOM_NOTE, ExtractConfig, Skipped, extract, parse_shard
 
     if stride is not None and target_fps is not None:
         raise click.UsageError("give --stride or --target-fps, not both")
+    try:
+        shard = parse_shard(shard) if shard is not None else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--shard") from None
     config = ExtractConfig(weights=str(weights) if weights else None, which=which,
                            frames=frames, stride=stride, target_fps=target_fps,
                            long_clips=long_clips, time_mode=time_mode,
-                           batch_size=batch_size, device=device)
-    videos = list_videos(paths)
+                           batch_size=batch_size, device=device, shard=shard)
+    empty: list[Skipped] = []  # folders among PATHS without a video: skipped inputs
+    videos = list_videos(paths, on_empty=lambda folder: empty.append(
+        Skipped(str(folder), f"{folder}: no videos in this folder")))
     if not videos:
         raise InputError(f"no videos found in {', '.join(paths)}")
     encoder = load_encoder(config.weights, which=config.which)
@@ -68,7 +79,10 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
         err.print(f"[yellow]warning:[/] no --weights given: {RANDOM_NOTE}", soft_wrap=True)
 
     with clip_progress("extract", out) as callbacks:
+        for skipped in empty:
+            callbacks["on_skip"](skipped)
         result = extract(videos, out, config, encoder=encoder, **callbacks)
+    result.skipped[:0] = empty
 
     encoder_label = result.encoder["name"] + (
         " (random features)" if result.encoder.get("random_features") else "")

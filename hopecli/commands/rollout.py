@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ from rich.table import Table
 
 from hopecli.commands.options import run_source_options
 from hopecli.console import err
+from hopecli.train.rundir import dumps_report
 
 
 def _fmt(values) -> str:
@@ -114,7 +114,7 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
         rollout_figure(the_clip, result, tuple(run.model.config.grid), png)
         err.print(f"figure -> {png}", soft_wrap=True)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(dumps_report(report))
 
 
 def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, samples, top_k, iterations,

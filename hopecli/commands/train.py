@@ -8,6 +8,7 @@ them. The data shapes (feature width, patches, action and state size) come from 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import types
 import typing
 from pathlib import Path
@@ -16,7 +17,7 @@ import click
 
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
-from hopecli.model.memory.config import KINDS, RULES, TitanConfig
+from hopecli.model.memory.config import KINDS, RULES, TARGETS, TitanConfig
 from hopecli.model.presets import PRESETS
 from hopecli.train.config import STRATEGIES
 from hopecli.train.optim import SCHEDULES
@@ -25,7 +26,7 @@ from hopecli.train.optim import SCHEDULES
 DATA_FIELDS = ("input_dim", "action_dim", "state_dim", "patches_per_step", "grid", "memory")
 # TitanConfig fields whose bare names would be ambiguous get a memory- prefix
 MEMORY_PREFIXED = ("dim", "heads", "hidden_mult", "kind")
-CHOICES = {"kind": KINDS, "update_rule": RULES}
+CHOICES = {"kind": KINDS, "update_rule": RULES, "memory_target": TARGETS}
 HELP = {
     "dim": "Width D of the predictor trunk.",
     "pattern": "Block per layer: " + ", ".join(f"{k} = {v}" for k, v in BLOCK_LETTERS.items()) + ".",
@@ -43,7 +44,8 @@ HELP = {
     "kind": "Memory kind of H blocks (L blocks are always linear).",
     "update_rule": "Memory update rule of H blocks: dgd (delta gradient descent) or gd.",
     "static_q": "A plain linear q projection instead of the self-modifying M_q.",
-    "eta_max": "Upper bound of the per-token learning rate eta.",
+    "memory_target": "What the memory box of H blocks learns: self (its own M(v), HOPE) or value (v; L blocks always).",
+    "eta_max": "Upper bound of the per-token learning rate eta (<= 1; every write is a contraction there).",
     "eta_init": "Starting value of eta (through its bias).",
     "alpha_init": "Starting value of the per-token retention alpha (through its bias).",
     "checkpoint_chunks": "Recompute memory chunks in the backward instead of storing them.",
@@ -172,7 +174,8 @@ TRAIN_OPTIONS = [
     click.Option(["--warn-inner-loss"], type=float, default=100.0, show_default=True,
                  help="Warn when a Titan memory's inner loss passes this."),
     click.Option(["--device"], default="auto", show_default=True,
-                 help="auto (GPU when present), cpu, cuda or cuda:N."),
+                 help="auto (GPU when present), cpu, cuda or cuda:N; with --resume, the device to "
+                      "continue on (a checkpoint is device-free)."),
     # losses
     click.Option(["--teacher-weight", "loss__teacher_weight"], type=click.FloatRange(min=0), default=1.0,
                  show_default=True, help="Weight of the teacher-forcing loss (steps 1..T-1)."),
@@ -267,23 +270,24 @@ def command(store, run_dir, resume, preset, **kwargs):
         --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1
     """
     from hopecli.data.store import FeatureStore
-    from hopecli.model import PredictorConfig
+    from hopecli.errors import HopeError
     from hopecli.model.presets import preset_config
-    from hopecli.train.config import TrainConfig
     from hopecli.train.continual import train
     from hopecli.train.data import clip_shape
-    from hopecli.train.distributed import init_from_env, shutdown
-    from hopecli.train.rundir import CONFIG, read_json
+    from hopecli.train.distributed import init_from_env, resolve_device, shutdown
+    from hopecli.train.interrupt import TrainingInterrupted
+    from hopecli.train.runconfig import read_run_config
 
     ctx = click.get_current_context()
-    given = _given(ctx, ["preset", *kwargs])
+    given = [flag for flag in _given(ctx, ["preset", *kwargs]) if flag != "--device"]
     overrides = _model_overrides(kwargs)
     if resume:
         if given:
             raise click.UsageError(f"--resume continues with the saved configuration; drop {', '.join(given)}")
-        saved = read_json(run_dir / CONFIG)
-        model_cfg = PredictorConfig.from_dict(saved["model"])
-        train_cfg = TrainConfig.from_dict(saved["train"])
+        saved = read_run_config(run_dir)
+        model_cfg, train_cfg = saved.model, saved.train
+        if _given(ctx, ["device"]):  # a checkpoint is device-free: resume anywhere
+            train_cfg = dataclasses.replace(train_cfg, device=kwargs["device"])
     else:
         if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
             raise click.UsageError("give one of --steps and --epochs (per task)")
@@ -291,6 +295,12 @@ def command(store, run_dir, resume, preset, **kwargs):
         if len(both) == 2:
             raise click.UsageError("give one of --val-fraction and --val-clips")
         train_cfg = _checked(lambda: _train_config(kwargs))
+    try:
+        resolve_device(train_cfg.device)  # before anything is written
+    except HopeError as e:
+        hint = (f"; the run was saved with device {train_cfg.device!r}: add --device cpu (or auto) to "
+                "--resume on this machine" if resume else "")
+        raise click.ClickException(f"{e}{hint}") from None
     fs = FeatureStore.open(store)
     if not resume:
         attrs = fs.attrs
@@ -299,8 +309,18 @@ def command(store, run_dir, resume, preset, **kwargs):
             state_dim=attrs["state_dim"], patches_per_step=attrs["patches_per_step"],
             grid=tuple(attrs["grid"]), **overrides))
     world = init_from_env(train_cfg.device)
+    resume_command = shlex.join(["hope", "train", str(store), "--out", str(run_dir), "--resume"])
     try:
         results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
+    except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: the step reached is checkpointed
+        if world.is_main:
+            err.print(f"{e}; continue with: {resume_command}", highlight=False, soft_wrap=True)
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # a second signal: aborted at once
+        if world.is_main:
+            err.print(f"aborted; `{resume_command}` continues from the last checkpoint",
+                      highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
     finally:
         shutdown(world)
     if world.is_main:

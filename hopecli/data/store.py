@@ -13,11 +13,24 @@ brings it; stores without it work as before.
 
 The number of clips N is the length of `done`, which is resized last when clips are
 added: arrays that a killed run had already grown further are simply reused.
+
+Several writers (concurrent `extract` runs, the ranks of `extract --shard I/N`) may share
+one store. A new store is built under a temporary name beside its path and renamed into
+place, so it appears whole or not at all (a writer killed while creating it leaves only
+the temporary folder, removed by the next creation on that machine), and the first rename
+wins: the others open the store it made. Clips are claimed (names appended, N grown)
+while holding a file lock beside the store (`STORE.lock`, the `filelock` package), so every
+clip gets one slot of its own; writing a claimed clip's chunks needs no lock.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +38,13 @@ from typing import Any
 
 import numpy as np
 import zarr
+from filelock import FileLock
 
 from hopecli.errors import HopeError, StoreMismatchError
+
+
+class NonFiniteError(HopeError):
+    """A clip in a store holds NaN or infinite values."""
 
 PER_CLIP = ("features", "actions", "states")
 OPTIONAL_PER_CLIP = ("object_states",)
@@ -66,6 +84,43 @@ def _first_difference(stored: Any, wanted: Any, name: str) -> tuple[str, Any, An
     return None if stored == wanted else (name, stored, wanted)
 
 
+def _temporary_name(path: Path) -> Path:
+    """A fresh folder name beside `path` for building it, after removing the ones that
+    writers on this machine left when they were killed while creating it."""
+    prefix = f".{path.name}.creating-{socket.gethostname()}-"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = old.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return path.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int) -> None:
+    """A new, empty store in `folder` (which must not exist)."""
+    group = zarr.open_group(str(folder), mode="w-", attributes=attrs)
+    p, a, s = attrs["patches_per_step"], attrs["action_dim"], attrs["state_dim"]
+    group.create_array("features", shape=(0, steps, p, dim), chunks=(1, steps, p, dim),
+                       dtype="float16", fill_value=0)
+    group.create_array("actions", shape=(0, steps, a), chunks=(1, steps, a),
+                       dtype="float32", fill_value=0)
+    group.create_array("states", shape=(0, steps, s), chunks=(1, steps, s),
+                       dtype="float32", fill_value=0)
+    for name in ("clip", "task"):
+        group.create_array(name, shape=(0,), chunks=(NAME_CHUNK,), dtype=str)
+    group.create_array("done", shape=(0,), chunks=(1,), dtype=bool, fill_value=False)
+
+
 class FeatureStore:
     """A feature store on disk. `open` reads; `create_or_resume` is for writers."""
 
@@ -73,6 +128,7 @@ class FeatureStore:
         self.path = path
         self.group = group
         self.attrs: dict[str, Any] = dict(group.attrs)
+        self.created = False  # whether create_or_resume made it
 
     # -- opening ---------------------------------------------------------------------
 
@@ -98,29 +154,36 @@ class FeatureStore:
         """Open `path` for writing, creating it with `attrs` if it does not exist.
 
         An existing store must have been made with the same encoder and settings; otherwise
-        StoreMismatchError names the store and the first field that differs.
+        StoreMismatchError names the store and the first field that differs. `created` on
+        the result tells whether this call made the store (False when another writer did).
         """
         path = Path(path)
         attrs = _plain(attrs)
         missing = [key for key in REQUIRED_ATTRS if key not in attrs]
         if missing:
             raise ValueError(f"store attributes lack {missing}")
-        if path.exists():
-            store = cls.open(path, writable=True)
-            store.check_compatible(attrs)
-            return store
-        group = zarr.open_group(str(path), mode="w-", attributes=attrs)
-        p, a, s = attrs["patches_per_step"], attrs["action_dim"], attrs["state_dim"]
-        group.create_array("features", shape=(0, steps, p, dim), chunks=(1, steps, p, dim),
-                           dtype="float16", fill_value=0)
-        group.create_array("actions", shape=(0, steps, a), chunks=(1, steps, a),
-                           dtype="float32", fill_value=0)
-        group.create_array("states", shape=(0, steps, s), chunks=(1, steps, s),
-                           dtype="float32", fill_value=0)
-        for name in ("clip", "task"):
-            group.create_array(name, shape=(0,), chunks=(NAME_CHUNK,), dtype=str)
-        group.create_array("done", shape=(0,), chunks=(1,), dtype=bool, fill_value=False)
-        return cls(path, group)
+        if not cls.exists(path):
+            tmp = _temporary_name(path)
+            _build(tmp, attrs, steps, dim)
+            try:
+                os.rename(tmp, path)  # atomic; refused when a writer's store is already there
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not cls.exists(path):
+                    raise HopeError(f"{path}: cannot create the feature store ({e.strerror})") from e
+            else:
+                store = cls(path, zarr.open_group(str(path), mode="r+"))
+                store.created = True
+                return store
+        store = cls.open(path, writable=True)
+        store.check_compatible(attrs)
+        return store
+
+    @staticmethod
+    def exists(path: str | Path) -> bool:
+        """Whether `path` holds something (an empty folder counts as nothing: it is replaced)."""
+        path = Path(path)
+        return path.exists() and not (path.is_dir() and not any(path.iterdir()))
 
     def check_compatible(self, attrs: dict[str, Any]) -> None:
         """StoreMismatchError if `attrs` (encoder, time mode, frames, ...) differ from ours."""
@@ -139,8 +202,20 @@ class FeatureStore:
 
     # -- writing ---------------------------------------------------------------------
 
+    def writer_lock(self) -> FileLock:
+        """The lock writers hold while they claim clips (a file beside the store)."""
+        return FileLock(str(self.path.parent / f"{self.path.name}.lock"))
+
     def add_clips(self, clips: Sequence[str], tasks: Sequence[str]) -> list[int]:
-        """Indices of the given clip ids, appending the ones the store does not have yet."""
+        """Indices of the given clip ids, appending the ones the store does not have yet.
+
+        Holds the writer lock: concurrent writers each get slots of their own, and a clip
+        id that another writer has claimed meanwhile is found, not added twice.
+        """
+        with self.writer_lock():
+            return self._add_clips(clips, tasks)
+
+    def _add_clips(self, clips: Sequence[str], tasks: Sequence[str]) -> list[int]:
         known = {name: i for i, name in enumerate(self.clips)}
         new = [(c, t) for c, t in zip(clips, tasks) if c not in known]
         if new:
@@ -170,11 +245,14 @@ class FeatureStore:
         self.group["done"][index] = True
 
     def _object_states_array(self, dim: int):
-        """The object_states array, created (NaN-filled, one chunk per clip) on first use."""
+        """The object_states array, created (NaN-filled, one chunk per clip) on first use,
+        under the writer lock, so concurrent writers create it once and grow it together."""
         if "object_states" not in self.group:
-            steps = self.group["states"].shape[1]
-            self.group.create_array("object_states", shape=(self.group["states"].shape[0], steps, dim),
-                                    chunks=(1, steps, dim), dtype="float32", fill_value=float("nan"))
+            with self.writer_lock():
+                if "object_states" not in self.group:
+                    steps = self.group["states"].shape[1]
+                    self.group.create_array("object_states", shape=(self.group["states"].shape[0], steps, dim),
+                                            chunks=(1, steps, dim), dtype="float32", fill_value=float("nan"))
         array = self.group["object_states"]
         if array.shape[-1] != dim:
             raise StoreMismatchError(f"{self.path}: the store's object states have {array.shape[-1]} dims, "
@@ -222,6 +300,18 @@ class FeatureStore:
         if not self.has_object_states:
             raise HopeError(f"{self.path}: the store holds no object states (its sidecars had none)")
         return np.asarray(self.group["object_states"].oindex[np.asarray(indices, dtype=np.int64)], np.float32)
+
+    def check_finite(self, indices: Sequence[int], data: ClipFeatures) -> None:
+        """NonFiniteError naming the store and the first clip of `indices` (the clips `data`
+        holds, batch dim first, or one clip) with a NaN or infinite value."""
+        for name in PER_CLIP:
+            values = np.asarray(getattr(data, name))
+            finite = np.isfinite(values.reshape(len(indices), -1)).all(axis=1)
+            if not finite.all():
+                i = int(indices[int(np.argmin(finite))])
+                raise NonFiniteError(
+                    f"{self.path}: clip {self.clips[i]!r} (index {i}) has NaN or infinite {name}; "
+                    "extract it again or leave its task out")
 
     def read(self, index: int) -> ClipFeatures:
         return ClipFeatures(features=self.group["features"][index],

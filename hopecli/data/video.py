@@ -1,17 +1,15 @@
 """Video files: finding them, sampling clip windows, decoding, preprocessing, writing.
 
 Decoding uses decord; PyAV opens each file first, because it reports a corrupt container
-as a clean exception where decord also prints native log lines. Preprocessing follows
-V-JEPA 2's evaluation transform (DESIGN section 3): the short side is resized to
-crop * 256 / 224 with bilinear interpolation (half-pixel centres, no antialiasing, as
-OpenCV's INTER_LINEAR that the reference applies to numpy frames), the centre crop is
-taken, and pixels are scaled to [0, 1] and normalised with the ImageNet mean and std.
+as a clean exception where decord also prints native log lines. Preprocessing is the
+encoder's own (`hopecli.encoder.preprocess.preprocess_video`, DESIGN section 3), re-exported
+here as `preprocess` so that extract and every other caller share one function.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,24 +18,27 @@ from typing import TextIO
 import av
 import decord
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from hopecli.encoder.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_size
+from hopecli.encoder.preprocess import preprocess_video as preprocess
 from hopecli.errors import InputError
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Sampling", "VideoInfo", "list_videos", "preprocess",
+           "probe_video", "read_frames", "resize_size", "write_video"]
+
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LONG_CLIPS = ("windows", "cut")
 
 decord.logging.set_level(decord.logging.QUIET)
 
 
-def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None) -> list[Path]:
+def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None,
+                on_empty: Callable[[Path], None] | None = None) -> list[Path]:
     """Video files named by PATHS: files as given, folders searched recursively (sorted),
     and `-` read as newline-separated paths from stdin. Duplicates are dropped.
 
-    A path that does not exist is kept, so that reading it reports the problem per file.
+    A path that does not exist is kept, so that reading it reports the problem per file;
+    a folder without any video is passed to `on_empty`.
     """
     found: list[Path] = []
     for raw in paths:
@@ -47,8 +48,11 @@ def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None) -> lis
             continue
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*")
+            inside = sorted(p for p in path.rglob("*")
                             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not inside and on_empty is not None:
+                on_empty(path)
+            found += inside
         else:
             found.append(path)
     unique: dict[Path, Path] = {}
@@ -161,31 +165,6 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
         return _read_with_av(path, indices)
     except (av.error.FFmpegError, KeyError) as e:
         raise InputError(f"{path}: cannot decode frames {indices[0]}..{indices[-1]}") from e
-
-
-def resize_size(height: int, width: int, crop: int) -> tuple[int, int]:
-    """(height, width) after resizing the short side to int(crop * 256 / 224)."""
-    short = int(crop * 256 / 224)
-    if width <= height:
-        return int(short * height / width), short
-    return short, int(short * width / height)
-
-
-def preprocess(frames: np.ndarray, crop: int) -> torch.Tensor:
-    """Frames [F, H, W, 3] uint8 -> encoder input [3, F, crop, crop] float32."""
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be [F, H, W, 3], got shape {list(frames.shape)}")
-    video = torch.from_numpy(np.ascontiguousarray(frames))
-    video = video.permute(0, 3, 1, 2).float()  # [F, 3, H, W]
-    height, width = resize_size(video.shape[2], video.shape[3], crop)
-    if (height, width) != tuple(video.shape[2:]):
-        video = F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False)
-    top = int(round((height - crop) / 2.0))
-    left = int(round((width - crop) / 2.0))
-    video = video[:, :, top:top + crop, left:left + crop] / 255.0
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((video - mean) / std).permute(1, 0, 2, 3).contiguous()  # [3, F, crop, crop]
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> Path:

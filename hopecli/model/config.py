@@ -26,7 +26,8 @@ COND_TOKENS = 2  # action and state token in front of every frame's patches
 class PredictorConfig:
     """Shapes of the data, the block pattern, and the settings of each kind of block.
 
-    The memory of `L` blocks is `memory` with kind="linear" and update_rule="gd"; `H`
+    The memory of `L` blocks is `memory` with kind="linear", update_rule="gd" and
+    memory_target="value" (the gated delta rule); `H`
     blocks use `memory` as given. `memory.dim` must equal `dim` (None: TitanConfig's
     defaults at width `dim`).
     """
@@ -121,7 +122,7 @@ class PredictorConfig:
     def memory_config(self, letter: str) -> TitanConfig:
         """The Titan configuration of an `H` or `L` block."""
         if letter == "L":
-            return dataclasses.replace(self.memory, kind="linear", update_rule="gd")
+            return dataclasses.replace(self.memory, kind="linear", update_rule="gd", memory_target="value")
         return self.memory
 
     def to_dict(self) -> dict[str, Any]:

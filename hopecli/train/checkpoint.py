@@ -26,7 +26,7 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from hopecli.errors import CheckpointError, HopeError
-from hopecli.train.rundir import CHECKPOINTS, CONFIG, read_json, write_json
+from hopecli.train.rundir import CHECKPOINTS, read_json, write_json
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -110,10 +110,11 @@ def load_model(run_dir: Path, checkpoint: str | None = None, device: str | torch
     Returns (model in eval mode, the run's config.json as a dict). `checkpoint` names a
     folder under RUN/checkpoints (default: the latest, i.e. the final one of a finished run).
     """
-    from hopecli.model import Predictor, PredictorConfig
+    from hopecli.model import Predictor
+    from hopecli.train.runconfig import read_run_config
 
     run_dir = Path(run_dir)
-    config = read_json(run_dir / CONFIG)
-    model = Predictor(PredictorConfig.from_dict(config["model"]))
+    config = read_run_config(run_dir)  # HopeError naming the file and the field if damaged
+    model = Predictor(config.model)
     load_weights(model, resolve_checkpoint(run_dir, checkpoint))
-    return model.to(device).eval(), config
+    return model.to(device).eval(), config.raw

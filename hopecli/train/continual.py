@@ -14,7 +14,7 @@ rollout horizon. Everything the run has learned so far lives in the checkpoint, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,13 +27,16 @@ from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
 from hopecli.train.distributed import World, barrier, init_from_env
+from hopecli.train.interrupt import stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, MetricsLog, read_json, write_json
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, read_json, write_json
+from hopecli.train.runconfig import read_run_config
 from hopecli.train.validate import evaluate_clips
 
 ERRORS = ("teacher_forcing", "jump")
+RESUME_FREE = ("device",)  # config fields a resumed run may change (a checkpoint is device-free)
 
 
 def store_info(store) -> dict:
@@ -67,6 +70,7 @@ class Protocol:
     experiences: list[Experience]
     val: dict[str, list[int]]
     first_trained: list[int]  # per column: the row of the experience that first trains it
+    train: dict[str, list[int]] = field(default_factory=dict)  # training clips per partition
 
 
 def protocol_tasks(store, cfg: TrainConfig) -> list[str]:
@@ -117,7 +121,7 @@ def plan_protocol(store, cfg: TrainConfig, world: World) -> Protocol:
         plan = BatchPlan(indices, cfg.batch_size, cfg.seed, f"experience{i}", replay, replay_count)
         experiences.append(Experience(i, name, group, plan, steps))
     first = [next(i for i, g in enumerate(groups) if t in g) for t in parts]
-    return Protocol(parts, cfg.base_task, experiences, split.val, first)
+    return Protocol(parts, cfg.base_task, experiences, split.val, first, split.train)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -178,7 +182,8 @@ def train(
                         f"{clip_steps - 1}, asked {cfg.loss.jump_k}")
     config = {"hope_version": __version__, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
               "store": store_info(store)}
-    _prepare_run_dir(run_dir, config, resume, world)  # after every check: a refused run writes nothing
+    split = split_record(store, protocol)
+    _prepare_run_dir(run_dir, config, resume, world, split)  # after every check: a refused run writes nothing
 
     torch.manual_seed(cfg.seed)
     model = Predictor(model_cfg).to(world.device)
@@ -217,7 +222,7 @@ def train(
         barrier(world)
 
     try:
-        with Reporter(cfg, world) as reporter:
+        with stop_on_signals() as stop, Reporter(cfg, world) as reporter:
             reporter.print(
                 f"{model_cfg.pattern} predictor, {model.num_parameters():,} parameters, on {world.device}"
                 f"{f' x {world.size} processes' if world.distributed else ''}; "
@@ -237,7 +242,7 @@ def train(
                 global_step = train_experience(
                     exp, objective=objective, optimizer=optimizer, store=store, clip_steps=clip_steps,
                     start_step=progress["step"], global_step=progress["global_step"], cfg=cfg, world=world,
-                    log=log, reporter=reporter, checkpoint=periodic,
+                    log=log, reporter=reporter, checkpoint=periodic, stop=stop,
                 )
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)
                 for k in ERRORS:
@@ -265,38 +270,70 @@ def train(
 def _kept_on_resume(record: dict, progress: dict) -> bool:
     """metrics.jsonl records that the checkpoint being resumed already accounts for."""
     if record.get("kind") == "eval":
-        return record["experience"] < progress["experience"] or (
-            record["experience"] == -1 and progress["initial"] is not None)
+        if record["experience"] == -1:  # the untrained model's: kept only if the checkpoint holds it
+            return progress["initial"] is not None
+        return record["experience"] < progress["experience"]
     return record.get("step", 0) <= progress["global_step"]
 
 
-def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World) -> None:
-    """Write config.json for a new run, or check it against the saved one on resume."""
+def split_record(store, protocol: Protocol) -> dict:
+    """What RUN/split.json holds: the names of the training and validation clips of every
+    partition, so a resume can tell that the store now splits differently."""
+    names = store.clips
+    return {kind: {t: [names[i] for i in indices[t]] for t in protocol.tasks}
+            for kind, indices in (("train", protocol.train), ("val", protocol.val))}
+
+
+def _some(label: str, names: list[str]) -> str:
+    return f"{label} {names[0]!r}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
+def check_split(saved: dict, split: dict, store_path: str, path: Path) -> None:
+    """StoreMismatchError naming the first partition whose clips differ from the split
+    recorded in `path` (RUN/split.json)."""
+    for kind, label in (("val", "validation"), ("train", "training")):
+        before, now = saved.get(kind, {}), split[kind]
+        for task in dict.fromkeys([*before, *now]):
+            old, new = before.get(task, []), now.get(task, [])
+            if old == new:
+                continue
+            added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+            change = "; ".join([_some("new", added)] * bool(added) + [_some("gone", gone)] * bool(gone))
+            raise StoreMismatchError(
+                f"{store_path}: the clips differ from the split recorded in {path}: task {task!r} now has "
+                f"{len(new)} {label} clip(s), not {len(old)} ({change or 'in another order'}); resume on "
+                "the store as it was, or start a new run with another --out")
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World, split: dict) -> None:
+    """Write config.json and split.json for a new run, or check them against the saved ones
+    on resume."""
     path = run_dir / CONFIG
     if resume:
         if not path.exists():
             raise HopeError(f"{run_dir}: nothing to resume (no {CONFIG})")
-        saved = read_json(path)
         # through the config classes, so fields added since the run started compare as defaults
-        try:
-            saved = {**saved, "model": PredictorConfig.from_dict(saved["model"]).to_dict(),
-                     "train": TrainConfig.from_dict(saved["train"]).to_dict()}
-        except ValueError as e:
-            raise HopeError(f"{path}: {e}") from None
+        parsed = read_run_config(run_dir)
+        saved = {**parsed.raw, "model": parsed.model.to_dict(), "train": parsed.train.to_dict()}
         for section in ("model", "train"):
             diff = sorted(k for k in set(saved[section]) | set(config[section])
-                          if saved[section].get(k) != config[section].get(k))
+                          if saved[section].get(k) != config[section].get(k) and k not in RESUME_FREE)
             if diff:
                 raise HopeError(f"{path}: --resume needs the saved {section} config; these differ: {diff}")
         if saved["store"]["encoder"] != config["store"]["encoder"]:
             raise StoreMismatchError(
                 f"{config['store']['path']}: encoder differs from the one the run in {run_dir} was trained on")
+        if (run_dir / SPLIT).exists():
+            check_split(read_json(run_dir / SPLIT), split, config["store"]["path"], run_dir / SPLIT)
+        elif world.is_main:  # a run from before split.json: record it from here on
+            write_json(run_dir / SPLIT, split)
         return
     if path.exists():
         raise HopeError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
     barrier(world)  # every rank has looked before rank 0 writes
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / SPLIT, split)
         write_json(path, config)
     barrier(world)
 

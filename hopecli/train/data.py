@@ -168,9 +168,12 @@ class Batch:
 
 
 def read_batch(store, indices: Sequence[int]) -> Batch:
-    """Read clips by store index (sorted reads, returned in the asked order)."""
+    """Read clips by store index (sorted reads, returned in the asked order); NonFiniteError
+    naming the store and the clip when one holds NaN or infinite values."""
     order = np.argsort(indices, kind="stable")
-    clips = store.read_batch([int(indices[k]) for k in order])
+    sorted_indices = [int(indices[k]) for k in order]
+    clips = store.read_batch(sorted_indices)
+    store.check_finite(sorted_indices, clips)  # a NaN clip is named, not trained on
     back = np.argsort(order, kind="stable")
     return Batch(
         torch.from_numpy(np.ascontiguousarray(clips.features[back])),

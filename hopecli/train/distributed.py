@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from hopecli.errors import HopeError
+
 
 @dataclass(frozen=True)
 class World:
@@ -31,12 +33,24 @@ class World:
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> this rank's GPU when there is one, else the CPU; otherwise as given."""
+    """"auto" -> this rank's GPU when there is one, else the CPU; otherwise as given.
+
+    HopeError (one line) for a name torch does not know or a CUDA device this machine does
+    not have, so that a command can refuse before it writes anything.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise HopeError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HopeError(f"--device {device}: no CUDA device is available on this machine")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if dev.index >= torch.cuda.device_count():
+            raise HopeError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
@@ -56,6 +70,15 @@ def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     """Sum of `t` over all ranks (in place; a no-op for one process)."""
     if world.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_max(t: torch.Tensor, world: World) -> torch.Tensor:
+    """Elementwise maximum of a CPU tensor `t` over all ranks (a no-op for one process)."""
+    if world.distributed:
+        moved = t.to(world.device)
+        dist.all_reduce(moved, op=dist.ReduceOp.MAX)
+        t = moved.cpu()
     return t
 
 

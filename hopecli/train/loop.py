@@ -11,6 +11,7 @@ before any parameter changes, and the checkpoints on disk stay as they were.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from hopecli.console import err
 from hopecli.errors import HopeError
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, prefetch
-from hopecli.train.distributed import World, all_sum, autocast
+from hopecli.train.distributed import World, all_max, all_sum, autocast
+from hopecli.train.interrupt import StopRequest, TrainingInterrupted
 from hopecli.train.losses import jump_range
 from hopecli.train.optim import lr_factor, optimizer_step
 from hopecli.train.rundir import MetricsLog
@@ -99,12 +101,14 @@ def train_experience(
     log: MetricsLog | None,
     reporter: Reporter,
     checkpoint: Callable[[int, int], None],
+    stop: StopRequest | None = None,
 ) -> int:
     """Run steps start_step .. exp.steps - 1 of `exp`; return the global step count after.
 
     clip_steps: T of the store. checkpoint(step_in_experience, global_step) is called every
     cfg.checkpoint_every global steps (not after the experience's last step: the caller
-    checkpoints the finished experience itself).
+    checkpoints the finished experience itself). When `stop` holds a signal (on any rank)
+    before a step, the steps done so far are checkpointed and TrainingInterrupted raised.
     """
     local = cfg.batch_size // world.size
     lo, hi = world.rank * local, (world.rank + 1) * local
@@ -119,6 +123,13 @@ def train_experience(
     taus = jump_range(clip_steps, cfg.loss.jump_k)
     window_start, window_steps = time.perf_counter(), 0
     for s, batch in zip(range(start_step, exp.steps), prefetch(store, my_clips())):
+        signum = int(all_max(torch.tensor([float(stop.signum or 0)]), world).item()) if stop else 0
+        if signum:
+            checkpoint(s, global_step)
+            raise TrainingInterrupted(
+                f"stopped by {signal.Signals(signum).name} after step {global_step} (experience "
+                f"{exp.index + 1} '{exp.name}', step {s} of {exp.steps}); checkpoint step-{global_step:07d} saved",
+                signum)
         batch = batch.to(world.device)
         tau = torch.tensor(exp.plan.jump_targets(s, taus)[lo:hi], device=world.device)
         torch.manual_seed(step_seed(cfg.seed, global_step, world.rank))

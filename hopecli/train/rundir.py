@@ -3,6 +3,7 @@
 ```
 RUN/
   config.json       resolved model config, training config, store path and encoder info
+  split.json        names of the training and validation clips of every partition
   metrics.jsonl     one JSON object per line: training steps and evaluations
   results.json      error matrices R (teacher forcing, jump) and per-horizon errors
   checkpoints/      see hopecli.train.checkpoint
@@ -27,6 +28,7 @@ from hopecli.errors import HopeError
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
+SPLIT = "split.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -53,6 +55,29 @@ def json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def non_finite_paths(obj, where: str = "") -> list[str]:
+    """JSON paths (`a.b[2]`) of the NaN / Inf floats in `obj`."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "."]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{where}[{i}]")]
+    return []
+
+
+def dumps_report(report: dict) -> str:
+    """A command's `--json` result as strict JSON: a NaN or infinite number becomes null,
+    and a `non_finite` field lists where and why (strict parsers reject bare NaN)."""
+    missing = non_finite_paths(report)
+    if missing:
+        report = {**json_safe(report), "non_finite": {
+            "fields": missing,
+            "reason": "the computation gave NaN or infinite values here (shown as null): the run's "
+                      "weights or the input hold non-finite numbers, or the model diverged"}}
+    return json.dumps(report, indent=2, allow_nan=False)
 
 
 def write_json(path: Path, obj) -> None:

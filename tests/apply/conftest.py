@@ -13,6 +13,7 @@ from hopecli.data.synth import PushConfig, simulate_push, write_clip
 from hopecli.extract import ExtractConfig, extract
 from hopecli.model import Predictor, preset_config
 from hopecli.train.checkpoint import save_checkpoint
+from hopecli.train.config import TrainConfig
 from hopecli.train.continual import store_info
 from hopecli.train.rundir import write_json
 
@@ -29,7 +30,8 @@ def make_run(path: Path, store: FeatureStore, preset: str, seed: int = 0, **over
                         state_dim=store.attrs["state_dim"], **overrides)
     torch.manual_seed(seed)
     model = Predictor(cfg)
-    write_json(path / "config.json", {"hope_version": "test", "model": cfg.to_dict(), "train": {},
+    write_json(path / "config.json", {"hope_version": "test", "model": cfg.to_dict(),
+                                      "train": TrainConfig(steps=1).to_dict(),
                                       "store": store_info(store)})
     save_checkpoint(path, "experience-0", model, {"step": 0})
     return path

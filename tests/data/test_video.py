@@ -94,3 +94,25 @@ def test_write_then_read(tmp_path):
     decoded = read_frames(path, [0, 1, 2])
     assert decoded.shape == (3, 16, 24, 3)
     assert decoded[0].max() < 10 and decoded[1].min() > 245
+
+
+def test_extract_preprocessing_is_the_encoders_and_antialiases():
+    """Downscaled noise: extract's preprocessing equals preprocess_video (antialiased), which
+    differs from plain bilinear sampling by far more than a rounding level."""
+    import torch.nn.functional as F
+
+    from hopecli.encoder.preprocess import preprocess_video
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(2, 120, 160, 3), dtype=np.uint8)
+    video = preprocess(frames, crop=32)
+    assert torch.equal(video, preprocess_video(torch.from_numpy(frames), 32))
+    height, width = resize_size(120, 160, 32)
+    plain = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=(height, width),
+                          mode="bilinear", align_corners=False)
+    top, left = round((height - 32) / 2), round((width - 32) / 2)
+    plain = (plain[:, :, top:top + 32, left:left + 32] / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) \
+        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert (video - plain.transpose(0, 1)).abs().max() > 0.5  # averaged, not sampled
+    # the antialiased downscale keeps the noise's mean but smooths it: lower spread
+    assert video.std() < plain.std()

@@ -148,3 +148,23 @@ def test_bad_inputs_raise_value_errors() -> None:
         model(torch.zeros(B, 33, P, D_IN), torch.zeros(B, 33, A), torch.zeros(B, 33, S))
     with pytest.raises(ValueError, match=r"target_step values must lie in \[0, 32\), got 3..32"):
         model(f, a, s, target_step=torch.tensor([3, 32]))
+
+
+@pytest.mark.parametrize("pattern", ["HH", "LL"])
+def test_one_frame_jump_prediction_uses_the_memory(pattern: str) -> None:
+    """From a single frame the memory still adapts: each token reads what the earlier tokens
+    of its frame wrote (DESIGN section 6: no empty memories for one-frame jump prediction)."""
+    model = tiny(pattern, spatial_mixing=False)
+    f, a, s = inputs(frames=1)
+    step = torch.tensor([3, 3])
+    with torch.no_grad():
+        learning = model(f, a, s, target_step=step).pred
+        frozen = model(f, a, s, target_step=step, update_memory=False).pred
+    assert (learning - frozen).abs().max() > 1e-4
+
+
+def test_l_blocks_are_the_gated_delta_rule() -> None:
+    cfg = preset_config("hybrid_tiny", pattern="LH", input_dim=D_IN, patches_per_step=P)
+    linear, hope = cfg.memory_config("L"), cfg.memory_config("H")
+    assert (linear.kind, linear.update_rule, linear.memory_target) == ("linear", "gd", "value")
+    assert hope.memory_target == "self"

@@ -1,21 +1,33 @@
-"""Fast Titan memory: the chunk semantics of naive.py with one batched product per step.
+"""Fast Titan memory: the function of naive.py with every token of a chunk at once.
 
-Per chunk, every memory x head x sample works in the same matmul: the weights of all
-memories are stacked into TitanState.layers [B, NB, H, out, in], so there is no Python
-loop over memories, heads or batch, only over chunks. The inner backward is written out
-(no autograd inside the forward) and evaluated for all tokens of the chunk at once:
+Per chunk, every memory x head x sample works in the same batched products: the weights
+of all memories are stacked into TitanState.layers [B, NB, H, out, in], so there is no
+Python loop over memories, heads, batch or tokens, only over chunks.
 
-    gd reads the keys at alpha_t W_c by scaling per token: p = alpha_t W2 k,
-    out = k + alpha_t W1 gelu(p), which equals the memory with weights alpha_t W_c;
-    dgd's preconditioner term W_c u u^T reuses products already at hand
-    (W2 k = p, W1 gelu(p) = out - k, S k), so it costs no extra matmul;
-    sum_t (prod_{s>t} alpha_s) eta_t T_t is one matmul per layer, since every T_t is
-    an outer product g_t u_t^T.
+Inside a chunk each layer follows the gated delta rule on D = W - M_0 (naive.py),
 
-The state stays in its own dtype (fp32); under autocast the products run in the autocast
-dtype and their results are added to the fp32 state. With config.checkpoint_chunks each
-chunk is recomputed in the backward (torch.utils.checkpoint) instead of storing its
-activations.
+    D_t = alpha_t D_t-1 (I - beta_t kappa_t kappa_t^T) + beta_t w_t kappa_t^T,   w_t = tau_t - M_0 kappa_t,
+
+whose C steps collapse into one triangular solve (the UT/WY form). With the in-chunk
+decay gamma_t = prod_{s<=t} alpha_s, every D_t is
+
+    D_t = gamma_t D_0 + sum_{s<=t} (gamma_t / gamma_s) d_s kappa_s^T,
+
+and the write vectors d_t solve the unit lower-triangular system
+
+    d_t + sum_{s<t} beta_t (gamma_t / gamma_s) (kappa_t . kappa_s) d_s = beta_t (w_t - gamma_t D_0 kappa_t),
+
+i.e. (I + A) d = beta (w - gamma K D_0^T) with A strictly lower, one C x C solve per
+layer, memory, head and sample. Any vector r_t read by the state right before token t is
+
+    D_t-1 r_t = gamma_t-1 D_0 r_t + sum_{s<t} (gamma_t-1 / gamma_s) (kappa_s . r_t) d_s,
+
+which gives the memory box's output o_t = M_memory,t-1(q_t) layer by layer. The decay
+ratios are taken as exp of differences of cumulative log alpha, masked before the exp,
+so nothing overflows. The solve and the state run in fp32 (the state's dtype) even
+under autocast; the memories' reads and targets use the autocast dtype. With
+config.checkpoint_chunks each chunk is recomputed in the backward (torch.utils.checkpoint)
+instead of storing its activations.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from hopecli.model.memory.activation import gelu, gelu_grad
 from hopecli.model.memory.config import TitanConfig
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
+from hopecli.model.memory.naive import NORM_EPS
 from hopecli.model.memory.state import TitanGates, TitanState
 
 
@@ -46,6 +59,137 @@ def _read(layers: tuple[Tensor, ...], z: Tensor) -> Tensor:
     return z @ _t(s)
 
 
+def _decay(rows: Tensor, cols: Tensor) -> Tensor:
+    """exp(rows_t - cols_s) for s < t, else 0: rows, cols [..., C] -> [..., C, C]."""
+    size = rows.shape[-1]
+    later = torch.ones(size, size, dtype=torch.bool, device=rows.device).triu()  # s >= t
+    return (rows[..., :, None] - cols[..., None, :]).masked_fill(later, float("-inf")).exp()
+
+
+class ChunkDecay:
+    """The forgetting inside one chunk, shared by every layer: log_alpha [..., C]."""
+
+    def __init__(self, log_alpha: Tensor) -> None:
+        self.log_alpha = log_alpha
+        self.cum = log_alpha.cumsum(-1)  # log gamma_t
+        self.ratio = _decay(self.cum, self.cum)  # gamma_t / gamma_s for s < t, [..., C, C]
+
+
+class DeltaChunk:
+    """One layer's chunk of the gated delta rule on D = W - M_0 (module docstring).
+
+    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta [..., C].
+    """
+
+    def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, decay: ChunkDecay) -> None:
+        self.d0, self.keys, self.decay = d0, keys, decay
+        a = (beta[..., None] * decay.ratio) * (keys @ _t(keys))  # [..., C, C], strictly lower
+        rhs = beta[..., None] * (values - decay.cum.exp()[..., None] * (keys @ _t(d0)))
+        self.d = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)  # [..., C, out]
+
+    def final(self) -> Tensor:
+        """D after the chunk."""
+        last = self.decay.cum[..., -1:]
+        scaled = self.d * (last - self.decay.cum).exp()[..., None]
+        return last.exp()[..., None] * self.d0 + _t(scaled) @ self.keys
+
+    def read_before(self, r: Tensor, box: int, ratio: Tensor) -> Tensor:
+        """D_t-1 r_t of memory `box` for every token t: r [B, H, C, in] -> [B, H, C, out].
+
+        ratio: gamma_t-1 / gamma_s for s < t of that memory [B, H, C, C] (read_ratio).
+        """
+        prev = self.decay.cum[:, box] - self.decay.log_alpha[:, box]  # log gamma_t-1
+        weights = ratio * (r @ _t(self.keys[:, box]))
+        return prev.exp()[..., None] * (r @ _t(self.d0[:, box])) + weights @ self.d[:, box]
+
+
+def read_ratio(decay: ChunkDecay, box: int) -> Tensor:
+    """gamma_t-1 / gamma_s for s < t of memory `box`: [B, H, C, C]."""
+    cum = decay.cum[:, box]
+    return _decay(cum - decay.log_alpha[:, box], cum)
+
+
+def chunk_targets(
+    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
+
+    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
+    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
+    """
+    size = k.shape[-2]
+    k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
+    kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
+    if len(layers) == 2:
+        w2, w1 = layers
+        p = kv @ _t(w2)  # [B, NB, H, 2C, hidden]
+        pk, pv = p.split(size, dim=-2)
+        target = v.unsqueeze(1) + gelu(pv) @ _t(w1)  # M_box(v) [B, NB, H, C, dh]
+    else:
+        (s,) = layers
+        sk, target = (kv @ _t(s)).split(size, dim=-2)  # [B, NB, H, C, dh] each
+    if cfg.memory_target == "value":
+        target = torch.cat([target[:, :-1], v.unsqueeze(1)], dim=1)
+    if len(layers) == 2:
+        u = gelu(pk)
+        w1u = u @ _t(w1)
+        e = k1 + w1u - target
+        slope = gelu_grad(pk)
+        g2 = (e @ w1) * slope
+        jac = slope.square() @ w1.square().sum(-2)[..., None]  # [B, NB, H, C, 1]
+        kk = k1.square().sum(-1, keepdim=True)
+        n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * jac).clamp_min(NORM_EPS)
+        r = n.rsqrt()
+        keys, taus = (k1 * r, u * r), ((pk - g2) * r, (w1u - e) * r)
+    else:
+        e = sk - target
+        r = k1.square().sum(-1, keepdim=True).clamp_min(NORM_EPS).rsqrt()
+        keys, taus = (k1 * r,), ((sk - e) * r,)
+    if cfg.update_rule == "dgd":
+        taus = tuple(t / 2 for t in taus)
+    return keys, taus, 0.5 * e.square().sum(-1)
+
+
+def write_chunk(
+    layers: tuple[Tensor, ...],
+    init: tuple[Tensor, ...],
+    keys: tuple[Tensor, ...],
+    taus: tuple[Tensor, ...],
+    eta: Tensor,
+    log_alpha: Tensor,
+    cfg: TitanConfig,
+) -> tuple[tuple[Tensor, ...], list[DeltaChunk]]:
+    """Every layer's chunk of writes, in the state's dtype (fp32 even under autocast).
+
+    layers [B, NB, H, out, in] (W_c); init [NB, H, out, in] (M_0); keys, taus per layer
+    from chunk_targets; eta, log_alpha [B, NB, H, C]. Returns W_c+1 and the chunks.
+    """
+    factor = 2.0 if cfg.update_rule == "dgd" else 1.0
+    with torch.autocast(layers[0].device.type, enabled=False):
+        dtype = layers[0].dtype
+        beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
+        chunks = []
+        for w, w0, key, tau in zip(layers, init, keys, taus):
+            key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
+            values = tau - key @ _t(w0)  # tau_t - M_0 kappa_t
+            chunks.append(DeltaChunk(w - w0, key.expand(*values.shape[:-1], -1), values, beta, decay))
+        new = tuple(w0.to(dtype) + c.final() for w0, c in zip(init, chunks))
+    return new, chunks
+
+
+def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tensor) -> Tensor:
+    """o_t = M_memory,t-1(q_t) through the memory box's chunk, layer by layer: q [B, H, C, dh]."""
+    with torch.autocast(q.device.type, enabled=False):
+        dtype = chunks[0].d.dtype
+        q = q.to(dtype)
+        m0 = [w[-1].to(dtype) for w in init]
+        ratio = read_ratio(chunks[0].decay, -1)
+        if len(chunks) == 2:
+            act = gelu(q @ _t(m0[0]) + chunks[0].read_before(q, -1, ratio))
+            return q + act @ _t(m0[1]) + chunks[1].read_before(act, -1, ratio)
+        return q @ _t(m0[0]) + chunks[0].read_before(q, -1, ratio)
+
+
 def _chunk_step(
     x: Tensor,
     eta_proj: Tensor,
@@ -53,15 +197,19 @@ def _chunk_step(
     alpha_proj: Tensor,
     alpha_bias: Tensor,
     q_weight: Tensor | None,
-    *layers: Tensor,
+    *tensors: Tensor,
     cfg: TitanConfig,
     update: bool,
 ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, Tensor, Tensor]]:
-    """One chunk x [B, C, D] read at W_c = layers; returns y [B, C, D], W_c+1, detached stats."""
+    """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1, detached stats.
+
+    tensors: the state's layers [B, NB, H, out, in], then M_0's [NB, H, out, in].
+    """
+    layers, init = tensors[: len(tensors) // 2], tensors[len(tensors) // 2 :]
     batch, size, dim = x.shape
     heads, head_dim = cfg.heads, cfg.head_dim
     nb = len(cfg.boxes)
-    xh = x.reshape(batch, size, heads, head_dim).transpose(1, 2)  # [B, H, C, dh]
+    xh = F.normalize(x.reshape(batch, size, heads, head_dim), dim=-1).transpose(1, 2)  # [B, H, C, dh]
 
     # readouts of x_t by every memory but M_memory, all at W_c
     r = _read(tuple(w[:, :-1] for w in layers), xh.unsqueeze(1))  # [B, NB-1, H, C, dh]
@@ -70,52 +218,23 @@ def _chunk_step(
     if q_weight is None:
         q = r[:, 2]
     else:
-        q = (x @ _t(q_weight)).view(batch, size, heads, head_dim).transpose(1, 2)
+        flat = xh.transpose(1, 2).reshape(batch, size, dim)
+        q = (flat @ _t(q_weight)).view(batch, size, heads, head_dim).transpose(1, 2)
     q = F.normalize(q, dim=-1)
     eta_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -2], eta_proj) + eta_bias[..., None]
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
     eta = cfg.eta_max * torch.sigmoid(eta_logit)  # [B, NB, H, C]
     log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
-    alpha = log_alpha.exp()
-    y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
-    y = y.transpose(1, 2).reshape(batch, size, dim)
-
-    # every memory on the keys (inner loss) and on the values (its own targets v_hat)
-    k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
-    kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
-    a = alpha[..., None] if cfg.update_rule == "gd" else 1.0  # weights alpha_t W_c for gd
-    if len(layers) == 2:
-        w2, w1 = layers
-        p = kv @ _t(w2)  # [B, NB, H, 2C, hidden]
-        pk, pv = p.split(size, dim=-2)
-        target = v.unsqueeze(1) + gelu(pv) @ _t(w1)  # [B, NB, H, C, dh]
-        pk = a * pk
-        u = gelu(pk)
-        w1u = u @ _t(w1)
-        e = k1 + a * w1u - target  # dl/d out
-        d2 = a * (e @ w1) * gelu_grad(pk)  # dl/d p
-        grads_out = (d2, e)  # per layer (w2, w1)
-        inputs = (k1, u)
-        if cfg.update_rule == "dgd":  # + W_c u u^T: W2 k = p, W1 gelu(W2 k) = w1u
-            grads_out = (d2 + pk, e + w1u)
-    else:
-        (s,) = layers
-        sk, target = (kv @ _t(s)).split(size, dim=-2)  # [B, NB, H, C, dh] each
-        e = a * sk - target
-        grads_out = (e + sk,) if cfg.update_rule == "dgd" else (e,)
-        inputs = (k1,)
-    loss = 0.5 * e.square().sum(-1)  # [B, NB, H, C]
+    keys, taus, loss = chunk_targets(layers, k, v, cfg)
 
     if update:
-        total = log_alpha.sum(-1, keepdim=True)  # [B, NB, H, 1]
-        coef = (eta * (total - log_alpha.cumsum(-1)).exp())[..., None]  # eta_t prod_{s>t} alpha_s
-        gamma = total.exp()[..., None]  # [B, NB, H, 1, 1]
-        new = tuple(
-            gamma * w - (_t(coef * g) @ u).to(w.dtype) for w, g, u in zip(layers, grads_out, inputs)
-        )
+        new, chunks = write_chunk(layers, init, keys, taus, eta, log_alpha, cfg)
+        y = read_memory_box(chunks, init, q)
     else:
         new = layers
-    stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, alpha, loss))
+        y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
+    y = y.transpose(1, 2).reshape(batch, size, dim)
+    stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, log_alpha.exp(), loss))
     return y, new, stats
 
 
@@ -138,7 +257,7 @@ def titan_chunked(
     diag = DiagnosticsAccumulator(cfg.boxes)
     ys = []
     for start in range(0, length, chunk_size):
-        args = (x[:, start : start + chunk_size], *gate_args, *layers)
+        args = (x[:, start : start + chunk_size], *gate_args, *layers, *gates.initial_layers)
         if recompute:
             y, new, stats = checkpoint(step, *args, use_reentrant=False)
         else:

@@ -3,8 +3,8 @@
 Both implementations feed the same running sums, so their diagnostics agree. Every value
 is a detached 0-dim float32 tensor keyed "titan/{box}/{name}":
   eta_mean, eta_std, alpha_mean, alpha_std  over batch, tokens and heads;
-  inner_loss   1/2 ||M_box(k_t) - v_hat_box,t||^2 per head, at the weights its step
-               differentiates (alpha_t W for gd, W for dgd), mean over batch, tokens, heads;
+  inner_loss   1/2 ||M_box(k_t) - v_hat_box,t||^2 per head at the chunk-start weights W_c
+               (where the write is linearised), mean over batch, tokens, heads;
   update_norm  ||M_c+1 - M_c|| (Frobenius over all layers and heads) per sample, mean
                over batch and chunks (0 when updates are off);
   state_norm   ||M|| of the returned state per sample, mean over batch.

@@ -1,41 +1,79 @@
 """Reference Titan memory: a plain fp32 loop over tokens and memories (the specification).
 
-Chunk semantics (both implementations compute exactly this):
-
-The L tokens are cut into chunks of `chunk_size` tokens (the last one may be shorter).
-Let W_c be the weights of every memory when chunk c starts. Every token t of the chunk
-reads with W_c only:
+Reads. The L tokens are cut into chunks of `chunk_size` tokens (the last one may be
+shorter). Let W_c be the weights of every memory when chunk c starts and M_0 the
+meta-learned initial weights. Every token t of the chunk is first normalised per head,
+x_t <- x_t / ||x_t|| (the memories learn on unit-norm keys and values, so they read
+unit-norm inputs too), and then generates its write with W_c:
 
     k_t = norm(M_k(x_t)),  v_t = norm(M_v(x_t)),  q_t = norm(M_q(x_t))  (or norm(W_q x_t)),
     eta_t,box,h   = eta_max * sigmoid(<eta_proj[box,h],   M_eta(x_t)_h>   + eta_bias[box,h]),
     alpha_t,box,h = sigmoid(<alpha_proj[box,h], M_alpha(x_t)_h> + alpha_bias[box,h]),
-    o_t = M_memory(q_t)                             (the output y_t),
-    v_hat_box,t = M_box(v_t)                        (each memory's own target),
+    v_hat_box,t = M_box(v_t)   (each memory's own target; with memory_target "value" the
+                               memory box learns v_t itself),
 
-where norm is the L2 norm per head and every M_box reads with W_box,c. Values are
-normalised like keys and queries: with self-generated targets v_t is a memory input
-too, and a linear memory then steps by S <- S (alpha (I - eta k k^T) + eta v k^T),
-whose eigenvalue alpha (1 - eta) + eta v.k can exceed 1 once v.k > 1; unnormalised
-values made the recurrence blow up.
+where norm is the L2 norm per head. The output o_t = M_memory,t-1(q_t) reads the memory
+box as it is right before token t: the state after every earlier token, also those of
+the same chunk. Chunk size 1 is the per-token recurrence.
 
-Each memory box then writes every token of the chunk with its own inner loss
-l_t(W) = 1/2 ||M_W(k_t) - v_hat_box,t||^2. The target v_hat is a constant of the inner
-step (its dependence on W is not differentiated), but it stays in the outer graph, as
-every other quantity here does: nothing is detached. The update terms are all taken at
-W_c, as the per-token rule would take them if the state before the token were W_c, and
-are combined by running the rule's forgetting over the chunk:
+Writes. Every layer of every memory takes a delta-rule step per token, with forgetting
+that pulls the layer back toward its meta-learned self M_0 (not toward zero):
 
-    A_0 = W_c,   A_t = alpha_t A_{t-1} - eta_t T_t,   W_c+1 = A_last,
-    gd:  T_t = grad l_t(alpha_t W_c)                       (forget, then step)
-    dgd: T_t = W_c u_t u_t^T + grad l_t(W_c)    per layer, u_t the layer's input
-         (k_t for W2 and S, gelu(W2 k_t) for W1)
+    W' = M_0 + alpha_t (W_t-1 - M_0),    W_t = W' - beta_t (W' kappa_t - tau_t) kappa_t^T.
 
-so W_c+1 = (prod_t alpha_t) W_c - sum_t (prod_{s>t} alpha_s) eta_t T_t. With
-chunk_size 1, W_c is the state right before the token and this is the per-token
-recurrence: o_t reads M_t-1, then gd steps to M_t = alpha M_t-1 - eta grad l(alpha M_t-1)
-and dgd to M_t = M_t-1 (alpha I - eta u u^T) - eta grad l(M_t-1) (Eq. 88; Eq. 93 for a
-linear memory). For a linear memory, gd is the gated delta rule
-S_t = alpha_t S_t-1 (I - eta_t k_t k_t^T) + eta_t v_hat_t k_t^T.
+kappa_t is the layer's normalised input and tau_t the output the layer should give it,
+both from the linearisation of the inner loss l_t(W) = 1/2 ||M_W(k_t) - v_hat_t||^2 at
+W_c. With the layer input u_t, the gradient signal g_t = dl_t / d(layer output) at W_c,
+and one normaliser n_t per token and memory:
+
+    kappa_t = u_t / sqrt(n_t),   tau_t = W_c kappa_t - g_t / sqrt(n_t),
+
+so that at W' = W_c the step is W_c - beta_t g_t u_t^T / n_t: gradient descent with a
+step normalised by the input (NLMS). The layers and their n_t:
+
+    linear  M(z) = S z:              u = k,  g = e = S k - v_hat,            n = ||k||^2 (= 1)
+    mlp     M(z) = z + W1 gelu(W2 z): W2: u = k,  g = (W1^T e) * gelu'(p),   p = W2 k
+                                      W1: u = gelu(p), g = e = M(k) - v_hat
+                                      n = max(||k||^2, ||gelu(p)||^2 + ||k||^2 ||W1 diag(gelu'(p))||_F^2)
+
+n bounds the Gauss-Newton curvature of the memory's output in all its weights at once
+(||J J^T|| <= n), so the joint step of both MLP layers moves the output by at most
+beta * e, and it bounds every layer's own input (||kappa|| <= 1), so each layer's
+sequence of steps inside a chunk is a contraction too. The unnormalised step grew with
+||gelu(W2 k)||^2 and diverged once W2 had grown; without the max(||k||^2, .), a memory
+whose gelu(W2 k) had died out (n -> 0) wrote W2 with a key of norm 1 / sqrt(n) and
+blew up within one frame (measured: 2e9 after two one-frame chunks).
+
+The rules differ in beta and tau:
+
+    gd:  beta = eta,    target tau         (forget, then a delta step)
+    dgd: beta = 2 eta,  target tau / 2     (delta gradient descent, Eq. 88 / 93: at W' the
+         step W'(I - eta kappa kappa^T) - eta (W' kappa - tau) kappa^T, i.e. the
+         preconditioner (I - eta kappa kappa^T) on the layer's input plus the gradient;
+         its fixed point along a key is half the target)
+
+Along its normalised key a layer's deviation from M_0 is scaled by alpha (1 - beta ||kappa||^2),
+which lies in (-1, 1) for every eta <= 1 and both rules: no chunk size and no key
+correlation can make the recurrence expand.
+
+Why a chunk is exact. Inside a chunk, kappa_t, tau_t, beta_t and alpha_t are fixed
+before any write (they come from W_c). The recurrence is then the gated delta rule on
+D = W - M_0 with values tau_t - M_0 kappa_t,
+
+    D_t = alpha_t D_t-1 (I - beta_t kappa_t kappa_t^T) + beta_t (tau_t - M_0 kappa_t) kappa_t^T,
+
+which the chunked path evaluates for all tokens at once with one triangular solve (the
+UT/WY form of chunk_gated_delta_rule) and which equals this loop at every chunk size.
+For a linear memory kappa = k and tau = v_hat, so gd is exactly the gated delta rule
+S_t = alpha_t S_t-1 (I - eta_t k_t k_t^T) + eta_t v_hat_t k_t^T + (1 - alpha_t) M_0 (I - eta_t k_t k_t^T)
+(the last term is the pull toward M_0; with M_0 = 0 it is GatedDeltaNet's rule, and with
+memory_target "value" v_hat = v_t). For an MLP memory only the linearisation point is
+shared by a chunk: each layer's chunk write is the exact sequence of normalised per-token
+steps of that layer with its inputs fixed, preconditioned by the chunk's own key Gram
+matrix through the solve, so C correlated keys cannot pile C steps onto one direction.
+
+Nothing is detached: the outer loss differentiates through every write, the targets and
+the normalisers included, back to M_0 and the rate read-outs.
 
 Shapes: x [B, L, D] -> y [B, L, D]; TitanState.layers as documented there; the inner
 tensors of one token are [B, H, head_dim] per memory, its rates [B, NB, H].
@@ -51,6 +89,8 @@ from hopecli.model.memory.activation import gelu, gelu_grad
 from hopecli.model.memory.config import TitanConfig
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.state import TitanGates, TitanState
+
+NORM_EPS = 1e-12  # floor of n_t (a key of norm 0)
 
 
 def _matvec(w: Tensor, z: Tensor) -> Tensor:
@@ -70,54 +110,47 @@ def memory_read(weights: tuple[Tensor, ...], z: Tensor) -> Tensor:
     return _matvec(s, z)
 
 
-def inner_grads(weights: tuple[Tensor, ...], z: Tensor, target: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """l = 1/2 ||M(z) - target||^2 per head [B, H] and dl/dW per layer, target held constant."""
+def write_targets(
+    weights: tuple[Tensor, ...], k: Tensor, target: Tensor, rule: str
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Tensor]:
+    """One token's write into one memory, linearised at `weights` (module docstring).
+
+    weights [B, H, out, in] each; k, target [B, H, head_dim]. Returns per layer the
+    normalised key kappa [B, H, in] and the rule's target [B, H, out] (tau, or tau / 2
+    for dgd), the rule's beta factor (1 or 2) and the inner loss [B, H].
+    """
     if len(weights) == 2:
         w2, w1 = weights
-        p = _matvec(w2, z)
+        p = _matvec(w2, k)
         u = gelu(p)
-        e = z + _matvec(w1, u) - target
-        d2 = torch.einsum("bhij,bhi->bhj", w1, e) * gelu_grad(p)
-        grads = (_outer(d2, z), _outer(e, u))
+        w1u = _matvec(w1, u)
+        e = k + w1u - target
+        slope = gelu_grad(p)
+        g2 = torch.einsum("bhij,bhi->bhj", w1, e) * slope
+        jac = (slope.square() * w1.square().sum(-2)).sum(-1)  # ||W1 diag(gelu'(p))||_F^2
+        kk = k.square().sum(-1)
+        n = torch.maximum(kk, u.square().sum(-1) + kk * jac).clamp_min(NORM_EPS)
+        r = n.rsqrt()[..., None]
+        keys, taus = (k * r, u * r), ((p - g2) * r, (w1u - e) * r)
     else:
         (s,) = weights
-        e = _matvec(s, z) - target
-        grads = (_outer(e, z),)
-    return 0.5 * e.square().sum(-1), grads
+        sk = _matvec(s, k)
+        e = sk - target
+        r = k.square().sum(-1).clamp_min(NORM_EPS).rsqrt()[..., None]
+        keys, taus = (k * r,), ((sk - e) * r,)
+    beta_factor = 2.0 if rule == "dgd" else 1.0
+    taus = tuple(t / beta_factor for t in taus)
+    return keys, taus, beta_factor, 0.5 * e.square().sum(-1)
 
 
-def layer_inputs(weights: tuple[Tensor, ...], z: Tensor) -> tuple[Tensor, ...]:
-    """The input u of every layer when the memory reads z: (z, gelu(W2 z)) or (z,)."""
-    if len(weights) == 2:
-        return z, gelu(_matvec(weights[0], z))
-    return (z,)
+def delta_step(w: Tensor, w0: Tensor, key: Tensor, target: Tensor, beta: Tensor, alpha: Tensor) -> Tensor:
+    """W' = M_0 + alpha (W - M_0), then W' - beta (W' key - target) key^T.
 
-
-def memory_step(
-    acc: tuple[Tensor, ...],
-    base: tuple[Tensor, ...],
-    k: Tensor,
-    target: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    rule: str,
-) -> tuple[tuple[Tensor, ...], Tensor]:
-    """One token's write into one memory: acc <- alpha acc - eta T, T taken at base.
-
-    acc, base: weights [B, H, out, in] each; k, target [B, H, head_dim]; eta, alpha [B, H].
-    gd: T = grad l(alpha base); dgd: T = base u u^T + grad l(base) per layer (see the
-    module docstring). Returns the new acc and the inner loss [B, H].
+    w [B, H, out, in], w0 [H, out, in], key [B, H, in], target [B, H, out], beta, alpha [B, H].
     """
-    a = alpha[..., None, None]
-    if rule == "gd":
-        loss, terms = inner_grads(tuple(a * w for w in base), k, target)
-    else:
-        loss, grads = inner_grads(base, k, target)
-        terms = tuple(
-            _outer(_matvec(w, u), u) + g for w, u, g in zip(base, layer_inputs(base, k), grads)
-        )
-    e = eta[..., None, None]
-    return tuple(a * w - e * t for w, t in zip(acc, terms)), loss
+    forgotten = w0 + alpha[..., None, None] * (w - w0)
+    err = _matvec(forgotten, key) - target
+    return forgotten - beta[..., None, None] * _outer(err, key)
 
 
 def titan_naive(
@@ -135,19 +168,21 @@ def titan_naive(
     boxes = cfg.boxes
     diag = DiagnosticsAccumulator(boxes)
     with torch.autocast(x.device.type, enabled=False):
-        x = x.to(state.layers[0].dtype)
+        dtype = state.layers[0].dtype
+        x = F.normalize(x.to(dtype).reshape(batch, length, heads, head_dim), dim=-1)
+        init = [tuple(w[i].to(dtype) for w in gates.initial_layers) for i in range(len(boxes))]
         layers = state.layers
         ys = []
         for start in range(0, length, chunk_size):
             base = [tuple(w[:, i] for w in layers) for i in range(len(boxes))]  # W_c per memory
-            acc = list(base)
+            running = list(base)
             for t in range(start, min(start + chunk_size, length)):
-                xt = x[:, t].reshape(batch, heads, head_dim)
+                xt = x[:, t]  # [B, H, dh]
                 read = {box: memory_read(base[i], xt) for i, box in enumerate(boxes) if box != "memory"}
                 k = F.normalize(read["k"], dim=-1)
                 v = F.normalize(read["v"], dim=-1)
                 if cfg.static_q:
-                    q = (x[:, t] @ gates.q_weight.T).reshape(batch, heads, head_dim)
+                    q = (xt.reshape(batch, -1) @ gates.q_weight.T).reshape(batch, heads, head_dim)
                 else:
                     q = read["q"]
                 q = F.normalize(q, dim=-1)
@@ -155,12 +190,17 @@ def titan_naive(
                 alpha_logit = torch.einsum("bhd,nhd->bnh", read["alpha"], gates.alpha_proj) + gates.alpha_bias
                 eta = cfg.eta_max * torch.sigmoid(eta_logit)  # [B, NB, H]
                 alpha = torch.sigmoid(alpha_logit)  # [B, NB, H]
-                ys.append(memory_read(base[-1], q).reshape(batch, -1))
+                ys.append(memory_read(running[-1], q).reshape(batch, -1))
                 losses = []
-                for i in range(len(boxes)):
-                    target = memory_read(base[i], v)
-                    acc[i], loss = memory_step(
-                        acc[i], base[i], k, target, eta[:, i], alpha[:, i], cfg.update_rule
+                for i, box in enumerate(boxes):
+                    if box == "memory" and cfg.memory_target == "value":
+                        target = v
+                    else:
+                        target = memory_read(base[i], v)
+                    keys, taus, factor, loss = write_targets(base[i], k, target, cfg.update_rule)
+                    running[i] = tuple(
+                        delta_step(w, w0, key, tau, factor * eta[:, i], alpha[:, i])
+                        for w, w0, key, tau in zip(running[i], init[i], keys, taus)
                     )
                     losses.append(loss)
                 diag.add_rates(
@@ -168,8 +208,12 @@ def titan_naive(
                     alpha.transpose(0, 1).reshape(len(boxes), -1),
                     torch.stack(losses).reshape(len(boxes), -1),
                 )
-            new = tuple(torch.stack([a[j] for a in acc], dim=1) for j in range(len(layers)))
-            new = new if update else layers
+                if not update:
+                    running = list(base)
+            if update:
+                new = tuple(torch.stack([r[j] for r in running], dim=1) for j in range(len(layers)))
+            else:
+                new = layers
             diag.add_update(layers, new)
             layers = new
         y = torch.stack(ys, dim=1)  # [B, L, D]

@@ -36,7 +36,9 @@ class TitanGates:
 
     eta_proj, alpha_proj [NB, H, head_dim] and eta_bias, alpha_bias [NB, H] turn the
     readouts of M_eta and M_alpha into one rate per token, head and memory;
-    q_weight [D, D] is the static q projection (None unless static_q).
+    q_weight [D, D] is the static q projection (None unless static_q);
+    initial_layers: the meta-learned M_0, one tensor per layer [NB, H, out, in], toward
+    which forgetting pulls every memory.
     """
 
     eta_proj: Tensor
@@ -44,3 +46,4 @@ class TitanGates:
     alpha_proj: Tensor
     alpha_bias: Tensor
     q_weight: Tensor | None
+    initial_layers: tuple[Tensor, ...]

@@ -93,5 +93,6 @@ class SelfModifyingTitan(nn.Module):
             self.alpha_proj,
             self.alpha_bias,
             None if self.q_proj is None else self.q_proj.weight,
+            tuple(self.initial_layers),
         )
         return IMPLS[impl](x, state, gates, self.cfg, chunk_size=chunk_size, update=update)
