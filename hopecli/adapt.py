@@ -445,9 +445,8 @@ def adapt_figure(report: AdaptReport, path: str | Path) -> Path:
     bottom.axhline(0, color=colors[FROZEN], lw=0.8, ls="--", label="frozen")
     for column in (*report.config.methods, *([BASELINE] if report.baseline else [])):
         change = 100 * (np.array([s.errors[column] for s in report.steps]) / frozen - 1)
-        mean = 100 * report.change(column) if column != BASELINE else 100 * (
-            report.mean(BASELINE) / report.mean(FROZEN) - 1)
-        bottom.plot(x, change, styles[column], ms=3, color=colors[column], label=f"{report.label(column)} (mean {mean:+.3g}%)")
+        bottom.plot(x, change, styles[column], ms=3, color=colors[column],
+                    label=f"{report.label(column)} (mean {100 * report.change(column):+.3g}%)")
     for ax in (top, bottom):
         for i in range(1, len(report.steps)):
             if report.steps[i].clip != report.steps[i - 1].clip:

@@ -442,10 +442,9 @@ def comparison_figure(reports: Sequence[RunReport]):
     one colour scale."""
     plt = _pyplot()
     n = len(reports)
-    fig = plt.figure(figsize=(max(16, 4.2 * n), 9))
-    grid = fig.add_gridspec(2, max(n, 3) * 2)
-    top = max(n, 3) * 2 // 3
-    bars, horizon, probe = (fig.add_subplot(grid[0, k * top:(k + 1) * top]) for k in range(3))
+    fig = plt.figure(figsize=(max(16, 4.2 * n), 9.5), layout="constrained")  # room for the colour bars
+    upper, lower = fig.subfigures(2, 1)  # three shared panels on top, one heat map per run below
+    bars, horizon, probe = upper.subplots(1, 3)
     names = [Path(r.run).name for r in reports]
 
     keys = ("avg_error", "forgetting", "plasticity")
@@ -495,12 +494,9 @@ def comparison_figure(reports: Sequence[RunReport]):
                          dtype=np.float64).reshape(-1, len(r.tasks)) for r in reports]
     finite = np.concatenate([m[np.isfinite(m)] for m in matrices] + [np.zeros(0)])
     limits = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    span = max(n, 3) * 2 // n
-    for k, report in enumerate(reports):
-        ax = fig.add_subplot(grid[1, k * span:(k + 1) * span])
+    for k, (report, ax) in enumerate(zip(reports, lower.subplots(1, n, squeeze=False)[0])):
         _heatmap(ax, report, "teacher_forcing", f"{names[k]}: teacher-forcing error\non each partition after each "
                                                 "experience", limits)
-    fig.tight_layout()
     return fig
 
 
