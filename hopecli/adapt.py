@@ -25,7 +25,8 @@ learned from the steps before, and only then does its gradient reach any weight,
 step is ever scored by a model that has seen its target. A ViT baseline run can stream
 beside, adapted by TENT when a requested method includes layernorm, so both models are
 compared on equal terms; the baseline also streams frozen, and its adaptation is judged
-against that, not against the frozen HOPE model.
+against that, not against the frozen HOPE model. The copy-last and context-mean
+baselines (hopecli.baselines) are scored on the same steps from the same window's steps.
 
 A method "helped" (or "hurt") only when its change beats the step-to-step spread: the
 per-step differences from the same model frozen agree (a paired sign-flip test,
@@ -54,6 +55,7 @@ from safetensors.torch import safe_open, save_file
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from hopecli.baselines import BASELINES, LABELS as BASELINE_LABELS, next_step_predictions
 from hopecli.errors import CheckpointError, HopeError
 from hopecli.model import Predictor, PredictorState
 from hopecli.model.blocks import HopeBlock
@@ -255,7 +257,8 @@ def sign_flip_p(differences: Sequence[float]) -> float:
 class StepError:
     clip: str  # clip window
     step: int  # the predicted step of that window
-    errors: dict[str, float]  # column (FROZEN, each method, BASELINE) -> next-step L1 error
+    # column (FROZEN, each method, BASELINE, copy_last, context_mean) -> next-step L1 error
+    errors: dict[str, float]
 
 
 @dataclass
@@ -269,7 +272,7 @@ class AdaptReport:
 
     @property
     def columns(self) -> list[str]:
-        return [FROZEN, *self.config.methods, *([BASELINE_FROZEN, BASELINE] if self.baseline else [])]
+        return [FROZEN, *self.config.methods, *([BASELINE_FROZEN, BASELINE] if self.baseline else []), *BASELINES]
 
     @property
     def compared(self) -> list[str]:
@@ -286,6 +289,8 @@ class AdaptReport:
             return "ViT baseline frozen"
         if column == BASELINE:
             return "ViT baseline" + (" + layernorm" if self.config.layernorm else "")
+        if column in BASELINE_LABELS:
+            return BASELINE_LABELS[column]
         if column == "memory" and self.config.cms_online:
             return "memory + CMS online"
         if column == "both" and self.config.cms_online:
@@ -361,6 +366,8 @@ class AdaptReport:
             "steps": [{"clip": s.clip, "step": s.step, **s.errors} for s in self.steps],
             "mean": {c: self.mean(c) for c in self.columns},
             "change_vs_frozen": {m: self.change(m) for m in cfg.methods},
+            "change_vs_copy": {c: self.mean(c) / self.mean("copy_last") - 1 for c in self.columns
+                               if c not in BASELINES and self.mean("copy_last") > 0},
             "helped": {m: self.helped(m) for m in cfg.methods},
             "p_value": {c: self.p_value(c) for c in self.compared},
             "outcome": {c: self.outcome(c) for c in self.compared},
@@ -411,6 +418,9 @@ def adapt(
                 columns[BASELINE_FROZEN] = stream(baseline, clip, base_start, FROZEN, base_cfg, device=device)[0]
                 columns[BASELINE], base_state = stream(baseline, clip, base_state, base_method, base_cfg,
                                                        device=device)
+            z = clip.tensors(torch.device("cpu"))[0][None]  # [1, T, P, D] layer-normed
+            for name in BASELINES:  # from the window's own steps 0..t, as the model sees them
+                columns[name] = l1_per_clip(next_step_predictions(z, name)[0], z[0, 1:]).tolist()
             for t in range(len(columns[FROZEN])):
                 report.steps.append(StepError(clip.name, t + 1, {c: e[t] for c, e in columns.items()}))
     return report, states
@@ -482,7 +492,10 @@ def with_state(model: Predictor, state: AdaptState) -> tuple[Predictor, Predicto
 
 
 def adapt_figure(report: AdaptReport, path: str | Path) -> Path:
-    """PNG: next-step error per streamed step, one line per column (frozen, each method, baseline)."""
+    """PNG in two panels over the streamed steps: the next-step error of every column
+    (frozen, each method, the ViT baseline, copy-last and context-mean), and each
+    method's change against the frozen model in percent, so that methods differing by
+    0.1% can be told apart. The title names the clip(s)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -490,19 +503,33 @@ def adapt_figure(report: AdaptReport, path: str | Path) -> Path:
 
     path = Path(path)
     x = np.arange(1, len(report.steps) + 1)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
     styles = {FROZEN: "s--", "memory": "o-", "layernorm": "D-", "both": "v-", BASELINE_FROZEN: "^--",
-              BASELINE: "^:"}
+              BASELINE: "^:", "copy_last": "-", "context_mean": "-"}
+    colors = {FROZEN: "C0", "memory": "C1", "layernorm": "C2", "both": "C3", BASELINE_FROZEN: "C5",
+              BASELINE: "C4", "copy_last": "0.25", "context_mean": "0.6"}
     for column in report.columns:
-        ax.plot(x, [s.errors[column] for s in report.steps], styles[column], ms=3,
-                label=f"{report.label(column)} ({report.mean(column):.4f})")
-    for i in range(1, len(report.steps)):
-        if report.steps[i].clip != report.steps[i - 1].clip:
-            ax.axvline(i + 0.5, color="grey", lw=0.6, ls=":")
-    ax.set_xlabel("streamed step (dotted lines: next clip window)")
-    ax.set_ylabel("next-step L1 error")
-    ax.set_title(report.verdict(), fontsize=7, wrap=True)
-    ax.legend(fontsize=8)
+        top.plot(x, [s.errors[column] for s in report.steps], styles[column], ms=3, color=colors[column],
+                 lw=2.0 if column in BASELINES else 1.2,
+                 label=f"{report.label(column)} (mean {report.mean(column):.4f})")
+    bottom.axhline(0, color=colors[FROZEN], lw=0.8, ls="--", label="frozen")
+    for column in report.compared:  # each against its own model frozen
+        frozen = np.array([s.errors[report.reference(column)] for s in report.steps])
+        change = 100 * (np.array([s.errors[column] for s in report.steps]) / frozen - 1)
+        bottom.plot(x, change, styles[column], ms=3, color=colors[column],
+                    label=f"{report.label(column)} (mean {100 * report.change(column):+.3g}%)")
+    for ax in (top, bottom):
+        for i in range(1, len(report.steps)):
+            if report.steps[i].clip != report.steps[i - 1].clip:
+                ax.axvline(i + 0.5, color="grey", lw=0.6, ls=":")
+        ax.legend(fontsize=7)
+    top.set_ylabel("next-step L1 error")
+    top.set_title(f"Test-time adaptation on {', '.join(Path(c).name for c in report.clips)}: "
+                  "next-step error per streamed step", fontsize=9)
+    bottom.set_ylabel("change vs frozen (%)")
+    bottom.set_xlabel("streamed step (dotted lines: next clip window)")
+    bottom.set_title("Change of each method against the frozen model (below 0: adaptation helped)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

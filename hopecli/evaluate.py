@@ -220,6 +220,11 @@ class RunReport:
     complete: bool
     figure: str | None = None
     val_clips: dict[str, int] | None = None  # validation clips per partition (None: older runs)
+    # copy-last / context-mean on the run's validation clips (hopecli.baselines), None
+    # when the run's store is not at hand: {name: {"teacher_forcing": {task: e}, "jump":
+    # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
+    baselines: dict | None = None
+    probe: dict | None = None  # hopecli.probe.probe_report, when the store has object states
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -278,6 +283,38 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
     return {"steps": steps, "tasks": per_task}
 
 
+def run_split(run_dir: Path, store_path: Path | None = None):
+    """(open store, TrainConfig, partitions, validation split) of a run, without its model."""
+    from hopecli.data.store import FeatureStore
+    from hopecli.errors import StoreMismatchError
+    from hopecli.train.config import TrainConfig
+    from hopecli.train.continual import held_out, protocol_tasks
+
+    config = read_json(Path(run_dir) / "config.json")
+    store = FeatureStore.open(store_path or config["store"]["path"])
+    if store.attrs.get("encoder") != config["store"]["encoder"]:
+        raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
+    cfg = TrainConfig.from_dict(config["train"])
+    tasks = protocol_tasks(store, cfg)
+    return store, cfg, tasks, held_out(store, tasks, cfg)
+
+
+def measure_baselines(run_dir: Path, steps: int, store_path: Path | None = None) -> dict:
+    """Copy-last and context-mean errors on a run's validation clips, per partition, for
+    teacher forcing, jump and horizons 1..steps (RunReport.baselines' layout)."""
+    from hopecli.baselines import BASELINES, evaluate_baselines
+
+    store, cfg, tasks, split = run_split(run_dir, store_path)
+    per_task = {t: evaluate_baselines(store, split.val[t], horizon=steps, jump_k=cfg.loss.jump_k) for t in tasks}
+    out = {}
+    for name in BASELINES:
+        entry = {kind: {t: per_task[t][name][kind] for t in tasks} for kind in ERROR_KINDS}
+        entry["avg_error"] = {kind: float(np.mean(list(entry[kind].values()))) for kind in ERROR_KINDS}
+        entry["horizon"] = _with_mean({"steps": steps, "tasks": {t: per_task[t][name]["horizon"] for t in tasks}})
+        out[name] = json_safe(entry)
+    return out
+
+
 def _with_mean(horizon: dict | None) -> dict | None:
     if horizon is None:
         return None
@@ -294,16 +331,23 @@ def evaluate_runs(
     store: Path | None = None,
     figures: bool = True,
     out_figure: Path | None = None,
+    probe: bool | None = None,
 ) -> dict:
     """Metrics of every run (plus Gap Closed against the naive and joint baselines).
 
     The per-horizon errors come from results.json, or are measured again from the final
     checkpoint when `horizon` or `store` is given. With `figures`, each run gets
-    RUN/eval.png; `out_figure` gets all runs in one figure.
+    RUN/eval.png; `out_figure` gets all runs in one figure. The copy-last and
+    context-mean baselines are measured on every run's validation clips; `probe` (None:
+    whenever the store has object states) scores the object's position through a linear
+    probe (hopecli.probe).
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
+    from hopecli.baselines import relative_to
+
     reports = []
+    warnings: list[str] = []
     for run in runs:
         results = load_results(run)
         per_horizon = results.get("horizon")
@@ -316,6 +360,26 @@ def evaluate_runs(
             horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
             val_clips=results.get("val_clips"),
         ))
+        report = reports[-1]
+        steps = (per_horizon or {}).get("steps") or 1
+        try:
+            report.baselines = measure_baselines(run, steps, store)
+            if probe is not False:
+                from hopecli.probe import probe_report
+
+                report.probe = probe_report(run, steps, store)
+        except HopeError as e:  # the store moved or is gone: the run's own numbers still stand
+            if probe:
+                raise
+            warnings.append(f"{run}: no baselines or probe ({e})")
+        if probe and report.probe is None:
+            raise HopeError(f"{run}: --probe needs object states, and the run's store has none "
+                            "(its sidecars had no object_states)")
+        if report.baselines is not None:
+            copy = report.baselines["copy_last"]["avg_error"]
+            for kind in ERROR_KINDS:
+                if report.metrics[kind] is not None:
+                    report.metrics[kind]["vs_copy"] = relative_to(report.metrics[kind]["avg_error"], copy[kind])
     baselines = {}
     if naive is not None:
         base = {name: run_metrics(load_results(path)) for name, path in (("naive", naive), ("joint", joint))}
@@ -337,24 +401,22 @@ def evaluate_runs(
             save_figure([report], path)
             report.figure = str(path)
     if out_figure is not None:
-        save_figure(reports, Path(out_figure))
+        save_comparison(reports, Path(out_figure))
     return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
-            "figure": str(out_figure) if out_figure is not None else None}
+            "figure": str(out_figure) if out_figure is not None else None, "warnings": warnings}
 
 
 def save_figure(reports: Sequence[RunReport], path: Path) -> None:
-    """One row per run: teacher-forcing R and jump R (heat maps), the seeds' stream error and
-    stream forgetting per experience, error vs rollout horizon."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One row per run: the teacher-forcing and jump error matrices (heat maps), the seeds'
+    stream error and stream forgetting per experience, error vs rollout horizon beside
+    the baselines (RUN/eval.png)."""
+    plt = _pyplot()
     fig, axes = plt.subplots(len(reports), 4, figsize=(19, 3.8 * len(reports)), squeeze=False)
     for row, report in zip(axes, reports):
         name = Path(report.run).name
         for ax, kind in zip(row[:2], ERROR_KINDS):
-            _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error R[i][j]")
+            _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error on each partition\n"
+                                       "after each experience")
         _stream_plot(row[2], report, name)
         ax = row[3]
         if report.horizon is not None:
@@ -362,16 +424,121 @@ def save_figure(reports: Sequence[RunReport], path: Path) -> None:
             for task, errors in report.horizon["tasks"].items():
                 ax.plot(steps, np.array(errors, dtype=float), marker="o", label=task or "(unlabelled)")
             ax.plot(steps, np.array(report.horizon["mean"], dtype=float), "k--", label="mean")
+            _baseline_lines(ax, [report], steps)
             ax.set_xticks(steps)
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no per-horizon errors (run unfinished)", ha="center", va="center")
         ax.set_xlabel("rollout horizon (steps)")
         ax.set_ylabel("L1 error")
-        ax.set_title(f"{name}: error vs horizon")
+        ax.set_title(f"{name}: validation error vs rollout horizon")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+COMPARISON_TITLES = (
+    "Continual-learning metrics (teacher forcing), lower is better",
+    "Validation error vs rollout horizon",
+    "Object position error through the probe vs rollout horizon",
+)
+
+
+def comparison_figure(reports: Sequence[RunReport]):
+    """The runs on shared axes (a matplotlib Figure): Avg Error / Forgetting / Plasticity
+    as grouped bars with the copy-last baseline as a line; the error per rollout horizon
+    of every run and of both baselines; the probe's object position error per horizon
+    (when the store has object states); below, each run's teacher-forcing error matrix on
+    one colour scale."""
+    plt = _pyplot()
+    n = len(reports)
+    fig = plt.figure(figsize=(max(16, 4.2 * n), 9.5), layout="constrained")  # room for the colour bars
+    upper, lower = fig.subfigures(2, 1)  # three shared panels on top, one heat map per run below
+    bars, horizon, probe = upper.subplots(1, 3)
+    names = [Path(r.run).name for r in reports]
+
+    keys = ("avg_error", "forgetting", "plasticity")
+    width = 0.8 / max(n, 1)
+    for k, (report, name) in enumerate(zip(reports, names)):
+        m = report.metrics["teacher_forcing"] or {}
+        values = [np.nan if m.get(key) is None else m[key] for key in keys]
+        bars.bar(np.arange(3) + (k - (n - 1) / 2) * width, values, width, label=name, color=f"C{k}")
+    copy = next((r.baselines["copy_last"]["avg_error"]["teacher_forcing"] for r in reports if r.baselines), None)
+    if copy is not None:
+        bars.axhline(copy, color="k", ls="--", lw=1.2, label=f"copy-last baseline ({copy:.4f})")
+    bars.axhline(0, color="grey", lw=0.6)
+    bars.set_xticks(range(3), ["Avg Error", "Forgetting", "Plasticity"])
+    bars.set_ylabel("L1 error (teacher forcing)")
+    bars.set_title(COMPARISON_TITLES[0], fontsize=10)
+    bars.legend(fontsize=7)
+
+    for k, (report, name) in enumerate(zip(reports, names)):
+        if report.horizon is not None:
+            steps = np.arange(1, report.horizon["steps"] + 1)
+            horizon.plot(steps, np.array(report.horizon["mean"], dtype=float), "o-", color=f"C{k}", label=name)
+    with_h = [r for r in reports if r.horizon is not None]
+    if with_h:
+        _baseline_lines(horizon, with_h, np.arange(1, max(r.horizon["steps"] for r in with_h) + 1))
+    horizon.set_xlabel("rollout horizon (steps)")
+    horizon.set_ylabel("L1 error (mean over partitions)")
+    horizon.set_title(COMPARISON_TITLES[1], fontsize=10)
+    horizon.legend(fontsize=7)
+
+    with_probe = [(k, r) for k, r in enumerate(reports) if r.probe is not None]
+    if with_probe:
+        first = with_probe[0][1].probe
+        steps = np.arange(1, first["steps"] + 1)
+        probe.plot(steps, first["mean"]["true_features"], color="0.6", lw=2.5, label="true features (probe ceiling)")
+        probe.plot(steps, first["mean"]["copy_last"], "k--", lw=1.5, label="copy-last")
+        for k, report in with_probe:
+            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}", label=Path(report.run).name)
+        probe.set_ylabel(f"object position error\n({first['units']})")
+        probe.legend(fontsize=7)
+    else:
+        probe.text(0.5, 0.5, "no object states in the store: no probe", ha="center", va="center")
+        probe.set_ylabel("position error")
+    probe.set_xlabel("rollout horizon (steps)")
+    probe.set_title(COMPARISON_TITLES[2], fontsize=10)
+
+    matrices = [np.array([[np.nan if v is None else v for v in row] for row in r.R["teacher_forcing"]],
+                         dtype=np.float64).reshape(-1, len(r.tasks)) for r in reports]
+    finite = np.concatenate([m[np.isfinite(m)] for m in matrices] + [np.zeros(0)])
+    limits = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    for k, (report, ax) in enumerate(zip(reports, lower.subplots(1, n, squeeze=False)[0])):
+        _heatmap(ax, report, "teacher_forcing", f"{names[k]}: teacher-forcing error\non each partition after each "
+                                                "experience", limits)
+    return fig
+
+
+def save_comparison(reports: Sequence[RunReport], path: Path) -> None:
+    """comparison_figure as a PNG (`hope eval --out-figure`)."""
+    plt = _pyplot()
+    fig = comparison_figure(reports)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _baseline_lines(ax, reports: Sequence[RunReport], steps: np.ndarray) -> None:
+    """Copy-last and context-mean per horizon (of the first report that has them); both
+    coincide when the rollout starts from one step, so context-mean is drawn dotted over."""
+    from hopecli.baselines import LABELS
+
+    report = next((r for r in reports if r.baselines is not None), None)
+    if report is None:
+        return
+    for name, style in (("copy_last", "--"), ("context_mean", ":")):
+        values = np.array(report.baselines[name]["horizon"]["mean"], dtype=float)[: len(steps)]
+        ax.plot(steps[: len(values)], values, style, color="k" if name == "copy_last" else "0.5", lw=1.5,
+                label=f"{LABELS[name]} baseline")
 
 
 def _stream_plot(ax, report: RunReport, name: str) -> None:
@@ -391,22 +558,26 @@ def _stream_plot(ax, report: RunReport, name: str) -> None:
                   rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("stream error (L1)")
     right.set_ylabel("stream forgetting (L1)")
-    ax.set_title(f"{name}: stream error / forgetting (seeds' metrics)", fontsize=10)
+    ax.set_title(f"{name}: stream error and forgetting per experience (seeds' metrics)", fontsize=10)
     handles = [h for a in (ax, right) for h in a.get_legend_handles_labels()[0]]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
 
 
-def _heatmap(ax, report: RunReport, kind: str, title: str) -> None:
+def _heatmap(ax, report: RunReport, kind: str, title: str, limits: tuple[float, float] | None = None) -> None:
     R = np.array([[np.nan if v is None else v for v in row] for row in report.R[kind]],
                  dtype=np.float64).reshape(-1, len(report.tasks))
-    im = ax.imshow(R, cmap="viridis_r", aspect="auto")
+    vmin, vmax = limits if limits is not None else (None, None)
+    im = ax.imshow(R, cmap="viridis_r", aspect="auto", vmin=vmin, vmax=vmax)
+    middle = np.nanmean(R) if limits is None else (limits[0] + limits[1]) / 2
     for (i, j), v in np.ndenumerate(R):
         ax.text(j, i, "-" if np.isnan(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
-                color="k" if np.isnan(v) or v < np.nanmean(R) else "w")
+                color="k" if np.isnan(v) or v < middle else "w")
     ax.set_xticks(range(len(report.tasks)), [t or "(unlabelled)" for t in report.tasks], rotation=30,
                   ha="right", fontsize=8)
     ax.set_yticks(range(R.shape[0]), [f"after {e}" for e in report.experiences[: R.shape[0]]], fontsize=8)
     base = f" (base: {report.base_task})" if report.base_task is not None else ""
     ax.set_xlabel(f"evaluated on partition{base}")
+    ax.set_ylabel("after training on experience")
     ax.set_title(title, fontsize=10)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("L1 error")

@@ -11,7 +11,8 @@ Time modes (DESIGN section 2): `tubelet` encodes the window at once, T = frames 
 tubelet_size, and averages each tubelet's per-frame actions and states; `frame` encodes
 every frame alone (repeated over the tubelet), T = frames, one action and state per frame.
 With a stride s > 1 the action of a sampled frame is the sum of the s per-frame actions it
-stands for (actions are displacements), and its state is the state at that frame.
+stands for (actions are displacements), and its state is the state at that frame. Object
+states (optional in the sidecar) are resampled as states are.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class _Window:
     frames: np.ndarray  # [F] source frame indices
     actions: np.ndarray  # [F, A], per sampled frame
     states: np.ndarray  # [F, S]
+    object_states: np.ndarray | None = None  # [F, K], when the sidecar has them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -200,6 +202,8 @@ def _plan(videos: Sequence[Path], sampling: Sampling, reference: dict[str, Any],
                 )
             fps = info.fps / stride
             dims = {"action_dim": sidecar.actions.shape[1], "state_dim": sidecar.states.shape[1]}
+            if sidecar.object_states is not None:
+                dims["object_state_dim"] = sidecar.object_states.shape[1]
             for key, value in dims.items():
                 if reference.setdefault(key, value) != value:
                     raise InputError(f"{sidecar.path}: {key} {value}, but the other clips have "
@@ -213,7 +217,8 @@ def _plan(videos: Sequence[Path], sampling: Sampling, reference: dict[str, Any],
         name = str(video.resolve().relative_to(root)) if root else str(video.resolve())
         for k, frames in enumerate(cuts):
             actions, states = _window_signals(sidecar, frames, stride)
-            windows.append(_Window(f"{name}#{k}", sidecar.task, video, frames, actions, states))
+            objects = sidecar.object_states[frames] if sidecar.object_states is not None else None
+            windows.append(_Window(f"{name}#{k}", sidecar.task, video, frames, actions, states, objects))
     return windows
 
 
@@ -291,11 +296,14 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
     result.device = str(device)
     mine = shard_videos(videos, config.shard)
 
-    def plan(attrs: dict[str, Any] | None) -> tuple[list[_Window], dict[str, Any], list[Skipped]]:
+    def plan(attrs: dict[str, Any] | None, store: FeatureStore | None = None,
+             ) -> tuple[list[_Window], dict[str, Any], list[Skipped]]:
         """This writer's clip windows against a store's attributes (None: no store yet), the
         reference dims and fps, and the skips. Clip ids are relative to a root taken from
         all the videos, so that every shard of one command line names its clips alike."""
         reference = {k: attrs[k] for k in ("action_dim", "state_dim", "fps")} if attrs else {}
+        if store is not None and store.has_object_states:
+            reference["object_state_dim"] = store.group["object_states"].shape[-1]
         skips: list[Skipped] = []
         root = _clip_root(videos, attrs) if videos else None
         windows = _plan(mine, sampling, reference, root, lambda p, r: skips.append(Skipped(p, r)))
@@ -305,7 +313,7 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
     if existing is not None:
         reference = {k: existing.attrs[k] for k in ("action_dim", "state_dim", "fps")}
         existing.check_compatible(store_attrs(encoder, config, frames, reference, None))
-    windows, reference, skips = plan(existing.attrs if existing else None)
+    windows, reference, skips = plan(existing.attrs if existing else None, existing)
     store = None
     if windows:
         steps = frames if config.time_mode == "frame" else frames // tubelet
@@ -313,7 +321,7 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
         store = FeatureStore.create_or_resume(out, store_attrs(encoder, config, frames, reference, root),
                                               steps=steps, dim=encoder.config.embed_dim)
         if existing is None and not store.created:  # another writer made it meanwhile: its names
-            windows, reference, skips = plan(store.attrs)
+            windows, reference, skips = plan(store.attrs, store)
     for skipped in skips:
         skip(skipped.path, skipped.reason)
     if store is None or not windows:
@@ -366,7 +374,9 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
                 store.write(i, ClipFeatures(
                     features=feats,
                     actions=_steps(w.actions, config.time_mode, tubelet),
-                    states=_steps(w.states, config.time_mode, tubelet)))
+                    states=_steps(w.states, config.time_mode, tubelet),
+                    object_states=None if w.object_states is None
+                    else _steps(w.object_states, config.time_mode, tubelet)))
                 result.written.append(w.clip_id)
                 if on_clip is not None:
                     on_clip(w.clip_id)

@@ -304,8 +304,13 @@ class RolloutResult:
     actions: np.ndarray  # [H, A] the action before each predicted step
     own_actions: bool  # the clip's own actions (so its later steps are ground truth)
     errors: list[float] | None  # L1 against the layer-normed true step, per horizon 1..H
+    # the same L1 of copy-last / context-mean (hopecli.baselines) from the same context
+    baselines: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict:
+        from hopecli.baselines import relative_to
+
+        copy = (self.baselines or {}).get("copy_last")
         return {
             "clip": self.clip,
             "context": self.context,
@@ -315,6 +320,9 @@ class RolloutResult:
             "actions": self.actions.tolist(),
             "l1_per_horizon": self.errors,
             "mean_l1": None if self.errors is None else float(np.mean(self.errors)),
+            "baselines": self.baselines,
+            "mean_l1_vs_copy": None if self.errors is None or copy is None
+            else relative_to(float(np.mean(self.errors)), float(np.mean(copy))),
         }
 
 
@@ -362,10 +370,14 @@ def rollout_clip(
         )
     pred, _ = rollout(model, z[None], steps_actions[None], steps_states[None], context, state=state)
     pred = pred[0].float()  # [H, P, D]
-    errors = None
+    errors = baselines = None
     if actions is None:
+        from hopecli.baselines import BASELINES, context_prediction
+
         truth = z[context : context + pred.shape[0]]
         errors = l1_per_clip(pred, truth).tolist()
+        baselines = {name: l1_per_clip(context_prediction(z[None], context, name).expand_as(truth), truth).tolist()
+                     for name in BASELINES}
     return RolloutResult(
         clip=clip.name,
         context=context,
@@ -373,6 +385,7 @@ def rollout_clip(
         actions=steps_actions[context - 1 :].cpu().numpy(),
         own_actions=actions is None,
         errors=errors,
+        baselines=baselines,
     )
 
 

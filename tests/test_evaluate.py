@@ -166,6 +166,43 @@ def test_evaluate_runs_gap_closed_and_figures(tmp_path):
     json.dumps(report, allow_nan=False)  # valid JSON, no NaN
 
 
+def test_figures_draw_runs_on_shared_named_axes(tmp_path, monkeypatch):
+    from hopecli.evaluate import COMPARISON_TITLES, RunReport, comparison_figure, save_figure
+
+    h = {"steps": 2, "tasks": {"a": [0.2, 0.3], "b": [0.4, 0.5]}}
+    runs = [_write_run(tmp_path / name, [[0.3, 0.6], [0.35, 0.25]], [0, 1], ["a", "b"], "naive", h)
+            for name in ("one", "two")]
+    reports = [RunReport(**r) for r in evaluate_runs(runs, figures=False)["runs"]]
+    baselines = {"avg_error": {"teacher_forcing": 0.4, "jump": 0.5}, "horizon": {"steps": 2, "mean": [0.3, 0.6]}}
+    reports[0].baselines = {"copy_last": baselines, "context_mean": baselines}
+    reports[1].probe = {"steps": 2, "units": "table widths", "mean": {
+        "true_features": [0.01, 0.02], "copy_last": [0.05, 0.1], "model": [0.03, 0.04]}}
+    fig = comparison_figure(reports)
+    bars, horizon, probe = fig.axes[:3]
+    assert (bars.get_title(), horizon.get_title(), probe.get_title()) == COMPARISON_TITLES
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["Avg Error", "Forgetting", "Plasticity"]
+    assert len(bars.patches) == 6  # 3 metrics x 2 runs, grouped
+    assert [line.get_label() for line in horizon.get_lines()] == ["one", "two", "copy-last baseline",
+                                                                  "context-mean baseline"]
+    assert horizon.get_xlabel() == probe.get_xlabel() == "rollout horizon (steps)"
+    assert [line.get_label() for line in probe.get_lines()] == ["true features (probe ceiling)", "copy-last", "two"]
+    assert "table widths" in probe.get_ylabel()
+    colour_bars = [ax for ax in fig.axes if ax.get_ylabel() == "L1 error"]
+    assert len(colour_bars) == 2  # one labelled colour bar per run's heat map
+    heat_maps = [ax for ax in fig.axes[3:] if ax.get_xlabel() == "evaluated on partition"]
+    assert [ax.get_title().split(":")[0] for ax in heat_maps] == ["one", "two"]
+    assert heat_maps[0].images[0].get_clim() == heat_maps[1].images[0].get_clim()  # one colour scale
+
+    from matplotlib.figure import Figure
+
+    saved, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig), savefig(fig, *a, **k)))
+    save_figure(reports[:1], tmp_path / "one.png")
+    titles = [ax.get_title() for ax in saved[0].axes]
+    assert "one: teacher-forcing error on each partition\nafter each experience" in titles  # words, not R[i][j]
+    assert sum(ax.get_ylabel() == "L1 error" for ax in saved[0].axes) >= 2  # both heat maps' colour bars
+
+
 def test_evaluate_runs_errors(tmp_path):
     with pytest.raises(HopeError, match="no results.json"):
         evaluate_runs([tmp_path], figures=False)

@@ -206,6 +206,30 @@ def test_tubelet_steps_average_actions_and_states(clips, tmp_path, encoder):
         direct = encoder.model(video[None]).reshape(2, 64, 192)
     assert np.allclose(clip.features.astype(np.float32), direct.numpy(), atol=2e-2)
     assert store.attrs["time_mode"] == "tubelet" and store.attrs["patches_per_step"] == 64
+    # the object's state is resampled to the steps like the robot's
+    assert sidecar.object_states is not None and store.has_object_states
+    assert np.allclose(store.read_object_states([0])[0], sidecar.object_states.reshape(2, 2, 3).mean(1))
+
+
+def test_object_states_are_optional_per_clip(clips, tmp_path, encoder):
+    folder = _copy(clips, tmp_path)
+    plain = load_sidecar(folder / "low_000.npz")
+    save_sidecar(folder / "low_000.npz", plain.actions, plain.states, task="low")  # no object states
+    extract([folder / "low_000.mp4"], tmp_path / "s.zarr", ExtractConfig(frames=FRAMES), encoder=encoder)
+    store = FeatureStore.open(tmp_path / "s.zarr")
+    assert not store.has_object_states  # a store without them, as before
+    # clips that bring them later add the array; the earlier clip reads as NaN
+    extract([folder / "high_000.mp4"], tmp_path / "s.zarr", ExtractConfig(frames=FRAMES), encoder=encoder)
+    store = FeatureStore.open(tmp_path / "s.zarr")
+    states = store.read_object_states([0, 1])
+    assert np.isnan(states[0]).all() and np.isfinite(states[1]).all()
+    high = load_sidecar(folder / "high_000.npz")
+    other = _copy(clips, tmp_path / "other")
+    save_sidecar(other / "low_001.npz", high.actions, high.states, task="low",
+                 object_states=np.zeros((FRAMES, 5)))
+    result = extract([other / "low_001.mp4"], tmp_path / "s.zarr", ExtractConfig(frames=FRAMES), encoder=encoder)
+    assert [s.reason for s in result.skipped] == [
+        f"{other / 'low_001.npz'}: object_state_dim 5, but the other clips have 3"]
 
 
 def test_frame_mode_encodes_each_frame_alone(clips, tmp_path, encoder):

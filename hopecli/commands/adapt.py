@@ -144,5 +144,8 @@ def _table(report) -> None:
     table.add_row("p (sign-flip)", "", *(f"{report.p_value(c):.2g}" if c in report.compared else ""
                                          for c in columns))
     table.add_row("verdict", "", *(report.outcome(c) if c in report.compared else "" for c in columns))
+    copy = report.mean("copy_last")
+    table.add_row("vs copy", "", *("" if c in ("copy_last", "context_mean") or not copy
+                                   else f"{100 * (report.mean(c) / copy - 1):+.1f}%" for c in columns))
     err.print(table)
     err.print(report.rule(), highlight=False)

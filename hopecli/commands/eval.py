@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -45,7 +46,32 @@ def _print_r_table(run: dict, kind: str) -> None:
         table.add_column(task or "(unlabelled)", justify="right")
     for name, row in zip(run["experiences"], run["R"][kind]):
         table.add_row(name, *(_cell(v) for v in row))
+    from hopecli.baselines import LABELS as BASELINE_LABELS
+
+    for name, base in (run["baselines"] or {}).items():
+        table.add_row(BASELINE_LABELS[name], *(_cell(base[kind].get(t)) for t in run["tasks"]), style="dim")
+    if run["baselines"]:
+        table.caption = "copy-last, context-mean: baselines on the same validation clips"
     err.print(table)
+
+
+def _baseline_rows(runs: list[dict]) -> list[tuple[str, dict]]:
+    """(label, baseline entry) of every distinct set of validation clips among the runs:
+    one copy-last and one context-mean row when the runs share their clips (the usual
+    case), else one pair per run."""
+    from hopecli.baselines import LABELS as BASELINE_LABELS
+
+    distinct: dict[str, tuple[str, dict]] = {}
+    for run in runs:
+        if run["baselines"] is None:
+            continue
+        key = json.dumps(run["baselines"], sort_keys=True)
+        distinct.setdefault(key, (_name(run), run["baselines"]))
+    rows = []
+    for source, baselines in distinct.values():
+        suffix = f" ({source}'s clips)" if len(distinct) > 1 else ""
+        rows += [(BASELINE_LABELS[name] + suffix, entry) for name, entry in baselines.items()]
+    return rows
 
 
 def _name(run: dict) -> str:
@@ -60,12 +86,20 @@ def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
     table.add_column("run", no_wrap=True)
     for key in keys:
         table.add_column(LABELS[key], justify="right")
+    table.add_column("vs copy", justify="right")
     for run in runs:
         m = run["metrics"][kind]
         if m is None:
-            table.add_row(_name(run), *(["unfinished"] + ["-"] * (len(keys) - 1)))
+            table.add_row(_name(run), *(["unfinished"] + ["-"] * len(keys)))
         else:
-            table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys))
+            table.add_row(_name(run), *(_cell(m.get(k), percent=k == "gap_closed") for k in keys),
+                          _percent(m.get("vs_copy")))
+    for label, entry in _baseline_rows(runs):
+        # a baseline learns nothing: the same error after every experience, no forgetting or transfer
+        avg = entry["avg_error"][kind]
+        cells = {"avg_error": avg, "plasticity": avg}
+        table.add_row(label, *(_cell(cells.get(k)) for k in keys), "", style="dim")
+        table.caption = "vs copy: Avg Error relative to the copy-last baseline (dim rows) on the same clips"
     return table
 
 
@@ -77,6 +111,8 @@ SUMMARY_COLUMNS: list[tuple[str, object]] = [
     ("Plasticity", lambda run: _metric(run, "teacher_forcing", "plasticity")),
     ("Gap Closed", lambda run: _metric(run, "teacher_forcing", "gap_closed", percent=True)),
     ("Jump Avg Error", lambda run: _metric(run, "jump", "avg_error")),
+    ("vs copy", lambda run: "-" if run["metrics"]["teacher_forcing"] is None
+     else _percent(run["metrics"]["teacher_forcing"].get("vs_copy"))),
 ]
 
 
@@ -93,7 +129,18 @@ def _summary_table(runs: list[dict]) -> Table:
         table.add_column(header, justify="right")
     for run in runs:
         table.add_row(_name(run), *(value(run) for _, value in SUMMARY_COLUMNS))
+    for label, entry in _baseline_rows(runs):  # a baseline learns nothing: no forgetting or transfer
+        cells = {"Avg Error": _cell(entry["avg_error"]["teacher_forcing"]),
+                 "Plasticity": _cell(entry["avg_error"]["teacher_forcing"]),
+                 "Jump Avg Error": _cell(entry["avg_error"]["jump"])}
+        table.add_row(label, *(cells.get(header, "") for header, _ in SUMMARY_COLUMNS), style="dim")
+    if any(run["baselines"] for run in runs):
+        table.caption = "vs copy: Avg Error relative to the copy-last baseline (dim rows) on the same clips"
     return table
+
+
+def _percent(rel: float | None) -> str:
+    return "-" if rel is None else f"{100 * rel:+.1f}%"
 
 
 def _stream_rows_table(run: dict, kind: str) -> Table | None:
@@ -130,14 +177,68 @@ def _horizon_table(runs: list[dict]) -> Table | None:
     with_h = [r for r in runs if r["horizon"] is not None]
     if not with_h:
         return None
+    from hopecli.baselines import relative_to
+
     steps = max(r["horizon"]["steps"] for r in with_h)
-    table = Table(title="validation error per rollout horizon (mean over tasks)")
+    table = Table(title="validation error per rollout horizon (mean over tasks); vs copy: relative to the "
+                        "copy-last baseline on the same clips")
     table.add_column("run", no_wrap=True)
     for h in range(1, steps + 1):
         table.add_column(f"{h}", justify="right")
+    table.add_column("1 vs copy", justify="right")
+    table.add_column("mean vs copy", justify="right")
     for run in with_h:
         mean = run["horizon"]["mean"]
-        table.add_row(_name(run), *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)))
+        copy = ((run["baselines"] or {}).get("copy_last") or {}).get("horizon") or {}
+        copy_mean = copy.get("mean") or []
+        first = relative_to(mean[0], copy_mean[0]) if mean and copy_mean else None
+        overall = (relative_to(sum(mean) / len(mean), sum(copy_mean) / len(copy_mean))
+                   if mean and len(copy_mean) == len(mean) else None)
+        table.add_row(_name(run), *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)),
+                      _percent(first), _percent(overall))
+    for label, entry in _baseline_rows(with_h):
+        mean = entry["horizon"]["mean"]
+        table.add_row(label, *(_cell(mean[h]) if h < len(mean) else "" for h in range(steps)), "", "",
+                      style="dim")
+    return table
+
+
+def _probe_table(runs: list[dict]) -> Table | None:
+    """Object position error per horizon, per partition and averaged: the probe on the true
+    features (ceiling) and on copy-last (once per set of validation clips), then every run."""
+    with_probe = [r for r in runs if r["probe"] is not None]
+    if not with_probe:
+        return None
+    first = with_probe[0]["probe"]
+    steps = max(r["probe"]["steps"] for r in with_probe)
+    table = Table(title=f"probe: {first['quantity']} per rollout horizon, in {first['units']}; lower is better")
+    table.add_column("features", no_wrap=True)
+    table.add_column("partition", no_wrap=True)
+    for h in range(1, steps + 1):
+        table.add_column(f"{h}", justify="right")
+    table.add_column("mean vs copy", justify="right")
+    tasks = list(first["tasks"]) + ["mean"]
+
+    def values(probe: dict, task: str, name: str) -> list[float]:
+        return probe["mean"][name] if task == "mean" else probe["tasks"][task][name]
+
+    seen: set[str] = set()
+    for task in tasks:
+        for run in with_probe:
+            probe = run["probe"]
+            if task != "mean" and task not in probe["tasks"]:
+                continue
+            copy = values(probe, task, "copy_last")
+            key = json.dumps([task, probe["mean"]["copy_last"], probe["mean"]["true_features"]])
+            if key not in seen:
+                seen.add(key)
+                table.add_row("true (probe ceiling)", task, *(_cell(v) for v in values(probe, task, "true_features")),
+                              "", style="dim")
+                table.add_row("copy-last", task, *(_cell(v) for v in copy), "", style="dim")
+            model = values(probe, task, "model")
+            rel = sum(model) / sum(copy) - 1 if sum(copy) > 0 else None
+            table.add_row(_name(run), task, *(_cell(v) for v in model), _percent(rel))
+        table.add_section()
     return table
 
 
@@ -163,13 +264,18 @@ EXAMPLES = [
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Feature store for --horizon (default: the store each run was trained on).")
 @click.option("--out-figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write one PNG with every run.")
+              help="Also write one PNG comparing the runs on shared axes: Avg Error / Forgetting / "
+                   "Plasticity bars against copy-last, error and probe error per horizon beside the "
+                   "baselines, and every run's error matrix on one colour scale.")
+@click.option("--probe/--no-probe", default=None,
+              help="Score the object's position through a linear probe fitted on the training clips' "
+                   "features (default: on when the store has object states).")
 @click.option("--details", is_flag=True,
               help="After the summary, every run's error matrices, both metric families for both error "
                    "kinds and the error per rollout horizon.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @threads_option
-def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
+def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 
     A run's error matrix has one row per experience (the state after training on it) and
@@ -191,13 +297,28 @@ def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
     backward transfer "BWT (+ = error grew)" with the opposite sign (positive = the error
     grew), and "FWT (future error)", the error on partitions not trained yet.
 
+    \b
+    Baselines: every error stands beside copy-last (predict the last step seen) and
+    context-mean (the mean of the steps seen) on the same validation clips, steps and
+    horizons; "vs copy" is a run's error relative to copy-last.
+
+    \b
+    Probe (stores with object states, e.g. from `hope synth`): a ridge regression from
+    a step's features to the object's state, fitted on the true features of the
+    training clips, reads the object's position off the features of each horizon's
+    target: true features (the probe's ceiling), copy-last, and each run's rollout.
+
     Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything.
     """
     from hopecli.evaluate import MIN_VAL_CLIPS, evaluate_runs, few_validation_clips
 
-    report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure)
+    report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
+                           probe=probe)
     err.print(_summary_table(report["runs"]))
+    table = _probe_table(report["runs"])
+    if table is not None:
+        err.print(table)
     for run in report["runs"]:
         few = few_validation_clips(run)
         if few:
@@ -208,6 +329,8 @@ def command(runs, naive, joint, horizon, store, out_figure, details, as_json):
     for kind in (report["baselines"] or {}).get("gap_undefined", []):
         err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
                   f"Error is not lower than the naive baseline's, so there is no gap to close")
+    for warning in report["warnings"]:
+        err.print(f"warning: {warning}", soft_wrap=True, highlight=False)
     if details:
         _print_details(report)
     figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])

@@ -225,7 +225,19 @@ def _rollout_table(result, planned: bool = False) -> None:
     table.add_column("predicted step", justify="right")
     table.add_column("action before it", justify="right", no_wrap=True)
     table.add_column("L1 vs truth", justify="right")
+    baselines = result.baselines or {}
+    for name in baselines:
+        table.add_column(f"{name.replace('_', '-')} L1", justify="right")
     for h in range(result.pred.shape[0]):
         error = f"{result.errors[h]:.4f}" if result.errors is not None else "-"
-        table.add_row(str(h + 1), str(result.context + h), _fmt(result.actions[h]), error)
+        table.add_row(str(h + 1), str(result.context + h), _fmt(result.actions[h]), error,
+                      *(f"{values[h]:.4f}" for values in baselines.values()))
+    if result.errors is not None and baselines:
+        summary = result.to_dict()
+        table.add_section()
+        table.add_row("mean", "", "", f"{summary['mean_l1']:.4f}",
+                      *(f"{sum(v) / len(v):.4f}" for v in baselines.values()))
+        rel = summary["mean_l1_vs_copy"]
+        if rel is not None:
+            table.add_row("", "", "", f"{100 * rel:+.1f}% vs copy", *([""] * len(baselines)))
     err.print(table)

@@ -7,6 +7,10 @@ the unit a rank-sharded writer would own). Chunk files are replaced atomically b
 local store, and `done[i]` is set only after clip i's arrays are written, so a run killed
 at any point leaves a store whose done clips are complete; a re-run skips them.
 
+Optional: `object_states [N, T, K]` float32 (the simulated object's state resampled to
+the steps like `states`, NaN for clips without one), created by the first clip that
+brings it; stores without it work as before.
+
 The number of clips N is the length of `done`, which is resized last when clips are
 added: arrays that a killed run had already grown further are simply reused.
 
@@ -43,6 +47,7 @@ class NonFiniteError(HopeError):
     """A clip in a store holds NaN or infinite values."""
 
 PER_CLIP = ("features", "actions", "states")
+OPTIONAL_PER_CLIP = ("object_states",)
 # attributes a re-run must agree on to append to or resume a store
 MATCHED_ATTRS = ("time_mode", "frames_per_clip", "resolution", "fps", "sampling",
                  "tubelet_size", "patch_size", "patches_per_step", "grid",
@@ -61,6 +66,7 @@ class ClipFeatures:
     features: np.ndarray  # [T, P, D] float16 (or [B, T, P, D])
     actions: np.ndarray  # [T, A] float32
     states: np.ndarray  # [T, S] float32
+    object_states: np.ndarray | None = None  # [T, K] float32, when the sidecar has them
 
 
 def _plain(value: Any) -> Any:
@@ -215,7 +221,9 @@ class FeatureStore:
         if new:
             start = len(self)
             end = start + len(new)
-            for name in PER_CLIP + ("clip", "task"):
+            for name in PER_CLIP + OPTIONAL_PER_CLIP + ("clip", "task"):
+                if name not in self.group:
+                    continue
                 array = self.group[name]
                 if array.shape[0] < end:
                     array.resize((end,) + array.shape[1:])
@@ -232,7 +240,24 @@ class FeatureStore:
         self.group["features"][index] = clip.features.astype(np.float16)
         self.group["actions"][index] = clip.actions.astype(np.float32)
         self.group["states"][index] = clip.states.astype(np.float32)
+        if clip.object_states is not None:
+            self._object_states_array(clip.object_states.shape[-1])[index] = clip.object_states.astype(np.float32)
         self.group["done"][index] = True
+
+    def _object_states_array(self, dim: int):
+        """The object_states array, created (NaN-filled, one chunk per clip) on first use,
+        under the writer lock, so concurrent writers create it once and grow it together."""
+        if "object_states" not in self.group:
+            with self.writer_lock():
+                if "object_states" not in self.group:
+                    steps = self.group["states"].shape[1]
+                    self.group.create_array("object_states", shape=(self.group["states"].shape[0], steps, dim),
+                                            chunks=(1, steps, dim), dtype="float32", fill_value=float("nan"))
+        array = self.group["object_states"]
+        if array.shape[-1] != dim:
+            raise StoreMismatchError(f"{self.path}: the store's object states have {array.shape[-1]} dims, "
+                                     f"this clip's {dim}")
+        return array
 
     # -- reading ---------------------------------------------------------------------
 
@@ -265,6 +290,16 @@ class FeatureStore:
             raise HopeError(f"{self.path}: no task {unknown[0]!r}; tasks are {self.task_names()}")
         wanted = set(tasks)
         return [i for i, t in enumerate(self.tasks) if done[i] and t in wanted]
+
+    @property
+    def has_object_states(self) -> bool:
+        return "object_states" in self.group
+
+    def read_object_states(self, indices: Sequence[int]) -> np.ndarray:
+        """[n, T, K] float32 object states of the clips (NaN where a clip has none)."""
+        if not self.has_object_states:
+            raise HopeError(f"{self.path}: the store holds no object states (its sidecars had none)")
+        return np.asarray(self.group["object_states"].oindex[np.asarray(indices, dtype=np.int64)], np.float32)
 
     def check_finite(self, indices: Sequence[int], data: ClipFeatures) -> None:
         """NonFiniteError naming the store and the first clip of `indices` (the clips `data`

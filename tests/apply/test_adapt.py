@@ -32,7 +32,7 @@ from hopecli.errors import CheckpointError
 from hopecli.model import PredictorState
 from hopecli.model.memory import TitanState
 from hopecli.rollout import clip_from_store, load_run, rollout_clip
-from hopecli.train.losses import l1_per_clip
+from hopecli.train.losses import l1_per_clip, normalize_features
 
 
 def _clips(run, store_path, indices):
@@ -160,14 +160,15 @@ def test_both_differs_from_each_alone_for_a_memory_model(runs, store_path):
     run = load_run(runs["hope_tiny"])
     cfg = AdaptConfig(methods=("memory", "layernorm", "both"), tta_lr=1e-2)
     report, _ = adapt(run.model, [_clips(run, store_path, [0, 1])], ["clip0"], cfg)
-    assert report.columns == ["frozen", "memory", "layernorm", "both"]
-    columns = {c: _column(report, c) for c in report.columns}
+    assert report.columns == ["frozen", "memory", "layernorm", "both", "copy_last", "context_mean"]
+    models = report.columns[:4]
+    columns = {c: _column(report, c) for c in models}
     # at the first step no gradient step has been taken: layernorm reads the trained model
     # as frozen does, and both read what the memory wrote inside the first frame
     assert columns["layernorm"][0] == columns["frozen"][0]
     assert columns["both"][0] == columns["memory"][0] != columns["frozen"][0]
-    for i, one in enumerate(report.columns):
-        for other in report.columns[i + 1:]:
+    for i, one in enumerate(models):
+        for other in models[i + 1:]:
             assert np.abs(columns[one] - columns[other])[1:].min() > 0, (one, other)
 
 
@@ -262,8 +263,31 @@ def test_figure_draws_one_line_per_column(runs, store_path, tmp_path, monkeypatc
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [line for line in figures[0].axes[0].get_lines() if not line.get_label().startswith("_")]
     assert [line.get_label().split(" (")[0] for line in lines] == [
-        "frozen", "memory", "layernorm", "both", "ViT baseline frozen", "ViT baseline + layernorm"]
+        "frozen", "memory", "layernorm", "both", "ViT baseline frozen", "ViT baseline + layernorm",
+        "copy-last", "context-mean"]
     assert list(lines[2].get_ydata()) == list(_column(report, "layernorm"))
+    top, bottom = figures[0].axes
+    assert top.get_ylabel() == "next-step L1 error" and "a" in top.get_title()
+    assert bottom.get_ylabel() == "change vs frozen (%)"
+    changes = {line.get_label().split(" (")[0]: line.get_ydata() for line in bottom.get_lines()}
+    np.testing.assert_allclose(changes["layernorm"],
+                               100 * (_column(report, "layernorm") / _column(report, "frozen") - 1))
+
+
+def test_copy_and_context_mean_are_scored_on_the_same_steps(runs, store_path):
+    run = load_run(runs["vit_tiny"])
+    windows = _clips(run, store_path, [0, 1])
+    report, _ = adapt(run.model, [windows], ["c"])
+    for k, clip in enumerate(windows):
+        z = normalize_features(torch.from_numpy(clip.features)).numpy()  # [T, P, D]
+        T = z.shape[0]
+        steps = report.steps[k * (T - 1):(k + 1) * (T - 1)]
+        copy = [float(np.abs(z[t] - z[t + 1]).mean()) for t in range(T - 1)]
+        mean = [float(np.abs(z[: t + 1].mean(0) - z[t + 1]).mean()) for t in range(T - 1)]
+        np.testing.assert_allclose([s.errors["copy_last"] for s in steps], copy, rtol=1e-5)
+        np.testing.assert_allclose([s.errors["context_mean"] for s in steps], mean, rtol=1e-5)
+    assert report.to_dict()["change_vs_copy"]["frozen"] == pytest.approx(
+        report.mean("frozen") / report.mean("copy_last") - 1)
 
 
 def test_cli_adapt_both_with_baseline_save_and_init_state(runs, clips_dir, tmp_path):
@@ -274,11 +298,12 @@ def test_cli_adapt_both_with_baseline_save_and_init_state(runs, clips_dir, tmp_p
                                       "--png", str(tmp_path / "a.png")])
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
-    assert report["columns"] == ["frozen", "both", "baseline_frozen", "baseline"] and report["methods"] == ["both"]
+    cols = ["frozen", "both", "baseline_frozen", "baseline", "copy_last", "context_mean"]
+    assert report["columns"] == cols and report["methods"] == ["both"]
     assert report["baseline_layernorm"] is True and report["tta_lr"] == 1e-2 and report["tta_every"] == 1
     assert len(report["steps"]) == 6
-    assert all(set(s) == {"clip", "step", "frozen", "both", "baseline_frozen", "baseline"} for s in report["steps"])
-    assert set(report["mean"]) == {"frozen", "both", "baseline_frozen", "baseline"}
+    assert all(set(s) == {"clip", "step", *cols} for s in report["steps"])
+    assert set(report["mean"]) == set(cols)
     assert report["helped"] == {"both": report["outcome"]["both"] == "helped"}
     assert set(report["p_value"]) == {"both", "baseline"}
     assert report["verdict"] in first.stderr and state.exists() and (tmp_path / "a.png").exists()

@@ -51,7 +51,7 @@ def test_the_baseline_is_judged_against_its_own_frozen_run():
     assert report.reference(BASELINE) == BASELINE_FROZEN
     assert report.change(BASELINE) == pytest.approx(0.001)  # not -50% against frozen HOPE
     assert report.outcome(BASELINE) == "no clear change"
-    assert report.columns == [FROZEN, "memory", BASELINE_FROZEN, BASELINE]
+    assert report.columns == [FROZEN, "memory", BASELINE_FROZEN, BASELINE, "copy_last", "context_mean"]
 
 
 def test_the_table_names_each_clip_window_once(runs, clips_dir):
@@ -61,10 +61,11 @@ def test_the_table_names_each_clip_window_once(runs, clips_dir):
     rows = [line for line in result.stderr.splitlines() if line.startswith("│")]
     names = [row.split("│")[1].strip() for row in rows]
     assert names[:6] == ["clip0.mp4#0", "", "", "clip0.mp4#1", "", ""]  # two windows of 3 steps
-    assert names[6:] == ["mean", "vs its frozen", "p (sign-flip)", "verdict"]
+    assert names[6:] == ["mean", "vs its frozen", "p (sign-flip)", "verdict", "vs copy"]
     header = next(line for line in result.stderr.splitlines() if line.startswith("┃ clip window"))
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
-        "clip window", "step", "frozen", "memory", "ViT baseline frozen", "ViT baseline"]
+        "clip window", "step", "frozen", "memory", "ViT baseline frozen", "ViT baseline", "copy-last",
+        "context-mean"]
     assert ("helped / hurt: the change beats the step-to-step spread: the 6 per-step differences from the "
             "same model frozen agree (paired sign-flip test, p < 0.05) and their mean exceeds the standard "
             "error of the frozen mean error") in result.stderr.splitlines()

@@ -73,6 +73,13 @@ def test_error_per_horizon_is_l1_against_the_true_steps(runs, store_path):
     expected = [float(np.abs(result.pred[h] - truth[2 + h]).mean()) for h in range(T - 2)]
     np.testing.assert_allclose(result.errors, expected, rtol=1e-5)
     np.testing.assert_array_equal(result.actions, clip.actions[1 : T - 1])
+    # the baselines from the same two context steps: step 1, and the mean of steps 0 and 1
+    copy = [float(np.abs(truth[1] - truth[2 + h]).mean()) for h in range(T - 2)]
+    mean = [float(np.abs(truth[:2].mean(0) - truth[2 + h]).mean()) for h in range(T - 2)]
+    np.testing.assert_allclose(result.baselines["copy_last"], copy, rtol=1e-5)
+    np.testing.assert_allclose(result.baselines["context_mean"], mean, rtol=1e-5)
+    summary = result.to_dict()
+    assert summary["mean_l1_vs_copy"] == pytest.approx(np.mean(expected) / np.mean(copy) - 1, rel=1e-5)
 
 
 def test_given_actions_step_the_robot_state_and_have_no_ground_truth(runs, store_path):

@@ -36,9 +36,13 @@ def test_summary_first_details_on_request(tmp_path):
                                 "better)")
     header = next(line for line in lines if "Avg Error" in line)
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
-        "run", "Avg Error", "Forgetting", "Plasticity", "Gap Closed", "Jump Avg Error"]
+        "run", "Avg Error", "Forgetting", "Plasticity", "Gap Closed", "Jump Avg Error", "vs copy"]
     rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in lines if line.startswith("│")]
-    assert [r[0] for r in rows] == ["naive", "joint", "replay"]
+    assert [r[0] for r in rows] == ["naive", "joint", "replay", "copy-last", "context-mean"]
+    copy = report["runs"][0]["baselines"]["copy_last"]["avg_error"]["teacher_forcing"]
+    assert rows[3][1] == f"{copy:.4f}" and rows[3][2] == ""  # a baseline forgets nothing
+    vs_copy = report["runs"][2]["metrics"]["teacher_forcing"]["vs_copy"]
+    assert rows[2][6] == f"{100 * vs_copy:+.1f}%"
     m = report["runs"][2]["metrics"]["teacher_forcing"]
     gap = "-" if m["gap_closed"] is None else f"{100 * m['gap_closed']:.1f}%"
     assert rows[2][1:5] == [f"{m['avg_error']:.4f}", f"{m['forgetting']:.4f}", f"{m['plasticity']:.4f}", gap]
