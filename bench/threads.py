@@ -1,5 +1,5 @@
-"""Thread policies side by side: a hope_tiny training step with 1 thread, all cores with
-OpenMP's spinning waits (torch's default) and all cores with passive waits, on a quiet
+"""Thread policies side by side: a hope_tiny training step with 1 thread and with all cores
+under OpenMP's wait policies (default, spinning, passive, short bounded spins), on a quiet
 machine and beside a competing process.
 
     .venv/bin/python bench/threads.py                  # table on stderr, JSON on stdout
@@ -25,8 +25,11 @@ import time
 
 CANDIDATES = {
     "1 thread": {"OMP_NUM_THREADS": "1"},
-    "all cores, spinning waits (torch default)": {"OMP_WAIT_POLICY": "ACTIVE"},
-    "all cores, passive waits (hope default)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "all cores, OpenMP's default waits": {},
+    "all cores, spinning waits (ACTIVE, hope default)": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "all cores, passive waits (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "all cores, short spins (GOMP_SPINCOUNT=10000)": {"GOMP_SPINCOUNT": "10000"},
+    "all cores, short spins (GOMP_SPINCOUNT=100000)": {"GOMP_SPINCOUNT": "100000"},
 }
 
 
@@ -73,7 +76,8 @@ def main() -> None:
         return worker(args)
     if args.competitor:
         return competitor()
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")}
     results = []
     for load in (0, args.competitors):
         busy = [subprocess.Popen([sys.executable, __file__, "--competitor"], env=base) for _ in range(load)]
@@ -85,7 +89,7 @@ def main() -> None:
                 ).stdout
                 r = {"candidate": name, "competitors": load, **json.loads(out)}
                 results.append(r)
-                print(f"{'busy' if load else 'quiet':5} {name:45} {r['threads']} threads  median "
+                print(f"{'busy' if load else 'quiet':5} {name:48} {r['threads']} threads  median "
                       f"{r['median_s'] * 1e3:7.0f} ms (min {r['min_s'] * 1e3:.0f}, max {r['max_s'] * 1e3:.0f})",
                       file=sys.stderr)
         finally:

@@ -1,12 +1,21 @@
 """How many CPU threads torch uses: one policy for every command (`--threads`, HOPE_THREADS).
 
-Measured on 2-core machines (bench/threads.py): torch's default, all cores with OpenMP's
-threads spinning while they wait, is fastest on a quiet machine but collapses as soon as
-another process competes for a core (a spinning thread holds a core the other process
-needs, and every parallel region then waits for the slowest thread). With waiting threads
-asleep (OMP_WAIT_POLICY=PASSIVE) all cores keep most of their speed on a quiet machine and
-no longer collapse on a busy one. So the default is all cores with passive waiting; under
-`torchrun` each process gets one thread, as torchrun's own default (OMP_NUM_THREADS=1).
+Measured with bench/threads.py on a 2-core machine (hope_tiny training step, median of
+5; "busy" = one other process computing), relative to 1 thread on a quiet machine:
+
+    policy                                        quiet   busy
+    1 thread                                      1.00    1.02
+    all cores, OpenMP's default waits (torch's)   0.58   31.66
+    all cores, spinning waits (ACTIVE)            0.58    2.27
+    all cores, passive waits (PASSIVE)            1.57    1.24
+    all cores, bounded spins (GOMP_SPINCOUNT=1e4) 0.59    3.45
+
+OpenMP's default, spinning for a while and then sleeping, stalls every parallel region
+once another process holds a core; waiting threads that always spin keep the quiet
+speed and lose 2.3x instead of 32x; sleeping threads make the many small parallel
+regions of these models slow even on a quiet machine. So the default is every core with
+spinning waits, and --threads 1 (or HOPE_THREADS=1) for a machine shared with other
+jobs; under `torchrun` each process gets one thread, as torchrun sets (OMP_NUM_THREADS=1).
 
 OMP_WAIT_POLICY is read once, when OpenMP starts, so `hope` sets it before torch is
 imported (cli.main); a Python caller sets it in the environment before importing torch.
@@ -27,8 +36,8 @@ def default_threads() -> int:
 
 
 def prepare_environment() -> None:
-    """Before torch is imported: waiting OpenMP threads sleep instead of spinning."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Before torch is imported: waiting OpenMP threads spin rather than sleep (module doc)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 
 def apply_threads(threads: int | None) -> int:

@@ -1,5 +1,5 @@
 """The thread policy: --threads / HOPE_THREADS on every computing command, torchrun's one
-thread per process, and passive OpenMP waits set before torch starts."""
+thread per process, and spinning OpenMP waits set before torch starts."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_every_computing_command_takes_threads(name):
     assert any("--threads" in p.opts for p in command.params), name
 
 
-def test_hope_sets_passive_waits_before_torch():
+def test_hope_sets_spinning_waits_before_torch():
     import os
     import subprocess
     import sys
@@ -72,4 +72,4 @@ def test_hope_sets_passive_waits_before_torch():
     ])
     out = subprocess.run([sys.executable, "-c", code, "--version"], env=env, capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip().splitlines()[-1] == "torch not imported PASSIVE"
+    assert out.strip().splitlines()[-1] == "torch not imported ACTIVE"

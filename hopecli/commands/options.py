@@ -39,6 +39,6 @@ def threads_option(command):
     return click.option(
         "--threads", type=click.IntRange(min=1), default=None, envvar="HOPE_THREADS", expose_value=False,
         callback=_apply_threads,
-        help="CPU threads for torch (env HOPE_THREADS). Default: every core, waiting threads asleep so a "
-             "busy machine does not stall them; 1 per process under torchrun.",
+        help="CPU threads for torch (env HOPE_THREADS). Default: every core (1 per process under "
+             "torchrun); use 1 on a machine shared with other jobs.",
     )(command)
