@@ -287,14 +287,14 @@ def run_split(run_dir: Path, store_path: Path | None = None):
     """(open store, TrainConfig, partitions, validation split) of a run, without its model."""
     from hopecli.data.store import FeatureStore
     from hopecli.errors import StoreMismatchError
-    from hopecli.train.config import TrainConfig
     from hopecli.train.continual import held_out, protocol_tasks
+    from hopecli.train.runconfig import read_run_config
 
-    config = read_json(Path(run_dir) / "config.json")
-    store = FeatureStore.open(store_path or config["store"]["path"])
-    if store.attrs.get("encoder") != config["store"]["encoder"]:
+    saved = read_run_config(run_dir)
+    store = FeatureStore.open(store_path or saved.store["path"])
+    if store.attrs.get("encoder") != saved.store["encoder"]:
         raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
-    cfg = TrainConfig.from_dict(config["train"])
+    cfg = saved.train
     tasks = protocol_tasks(store, cfg)
     return store, cfg, tasks, held_out(store, tasks, cfg)
 

@@ -72,19 +72,21 @@ class ChunkDecay:
     def __init__(self, log_alpha: Tensor) -> None:
         self.log_alpha = log_alpha
         self.cum = log_alpha.cumsum(-1)  # log gamma_t
+        self.gamma = self.cum.exp()  # gamma_t [..., C]
         self.ratio = _decay(self.cum, self.cum)  # gamma_t / gamma_s for s < t, [..., C, C]
 
 
 class DeltaChunk:
     """One layer's chunk of the gated delta rule on D = W - M_0 (module docstring).
 
-    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta [..., C].
+    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta [..., C]. Keys may
+    broadcast over the memories (size 1 there): their Gram matrix is then computed once.
     """
 
     def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, decay: ChunkDecay) -> None:
         self.d0, self.keys, self.decay = d0, keys, decay
         a = (beta[..., None] * decay.ratio) * (keys @ _t(keys))  # [..., C, C], strictly lower
-        rhs = beta[..., None] * (values - decay.cum.exp()[..., None] * (keys @ _t(d0)))
+        rhs = beta[..., None] * (values - decay.gamma[..., None] * (keys @ _t(d0)))
         self.d = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)  # [..., C, out]
 
     def final(self) -> Tensor:
@@ -168,13 +170,13 @@ def write_chunk(
     with torch.autocast(layers[0].device.type, enabled=False):
         dtype = layers[0].dtype
         beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
-        chunks = []
+        chunks, new = [], []
         for w, w0, key, tau in zip(layers, init, keys, taus):
             key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
-            values = tau - key @ _t(w0)  # tau_t - M_0 kappa_t
-            chunks.append(DeltaChunk(w - w0, key.expand(*values.shape[:-1], -1), values, beta, decay))
-        new = tuple(w0.to(dtype) + c.final() for w0, c in zip(init, chunks))
-    return new, chunks
+            chunk = DeltaChunk(w - w0, key, tau - key @ _t(w0), beta, decay)  # values tau_t - M_0 kappa_t
+            chunks.append(chunk)
+            new.append(w0 + chunk.final())
+    return tuple(new), chunks
 
 
 def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tensor) -> Tensor:
