@@ -103,6 +103,35 @@ def test_a_store_made_meanwhile_by_another_writer_gets_every_clip_under_its_name
         assert np.array_equal(got[video], features), video
 
 
+def test_a_store_another_writer_made_but_has_not_filled_yet_keeps_its_names(folders, reference, tmp_path,
+                                                                           monkeypatch):
+    """The interleaving CI met: another run has created the store (its names relative to
+    its folder) but not yet added a clip when this run opens it. An empty store is still
+    a store: this run must name its clips against it, not as if there were none."""
+    from hopecli.encoder import load_encoder
+    from hopecli.extract import ExtractConfig, extract
+
+    store, config, encoder = tmp_path / "s.zarr", ExtractConfig(frames=FRAMES, batch_size=1), load_encoder()
+
+    class Stopped(Exception):
+        pass
+
+    def stop(self, clips, tasks):
+        raise Stopped
+
+    with monkeypatch.context() as patch:  # the other writer, stopped just after creating
+        patch.setattr(FeatureStore, "add_clips", stop)
+        with pytest.raises(Stopped):
+            extract(sorted(folders[1].glob("*.mp4")), store, config, encoder=encoder)
+    assert len(FeatureStore.open(store)) == 0
+    assert len(extract(sorted(folders[0].glob("*.mp4")), store, config, encoder=encoder).written) == 3
+    assert len(extract(sorted(folders[1].glob("*.mp4")), store, config, encoder=encoder).written) == 3
+    got = _by_video(store)
+    assert got.keys() == reference.keys()
+    for video, features in reference.items():
+        assert np.array_equal(got[video], features), video
+
+
 def test_shards_write_disjoint_clips_of_one_store(folders, reference, tmp_path):
     store = tmp_path / "s.zarr"
     summaries = _together([_extract(*folders, "--out", store, "--shard", f"{i}/2") for i in range(2)])
