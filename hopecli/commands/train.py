@@ -33,6 +33,7 @@ CHOICES = {"kind": KINDS, "update_rule": RULES, "memory_target": TARGETS}
 HELP = {
     "dim": "Width D of the predictor trunk.",
     "pattern": "Block per layer: " + ", ".join(f"{k} = {v}" for k, v in BLOCK_LETTERS.items()) + ".",
+    "predict_change": "Predict the change from the input step (output = input + head) instead of the features themselves (V-JEPA 2-AC).",
     "max_frames": "Size of frame_pos_embed / target_pos_embed (longest stream in steps).",
     "drop_path": "Stochastic depth of the last block (linear from 0 at the first).",
     "num_heads": "Attention heads of T blocks.",

@@ -42,6 +42,9 @@ class PredictorConfig:
     dim: int = 384  # D
     pattern: str = "HHHHH"  # one letter per block, see BLOCK_LETTERS
     max_frames: int = 64  # size of frame_pos_embed / target_pos_embed
+    # output: False, the projection is the predicted features (V-JEPA 2-AC); True, it is
+    # the change, added to the input step (so an untrained head predicts about a copy)
+    predict_change: bool = False
     drop_path: float = 0.0  # stochastic depth of the last block (linear from 0)
     # T blocks
     num_heads: int = 16

@@ -140,6 +140,8 @@ class Predictor(nn.Module):
 
         x = x.reshape(B, T, N, cfg.dim)[:, :, COND_TOKENS:]  # [B, T, P, D]
         pred = self.predictor_proj(self.predictor_norm(x))  # [B, T, P, D_in]
+        if cfg.predict_change:  # the head gives the change from the step it reads
+            pred = pred + features.to(pred.dtype)
         return PredictorOutput(pred, PredictorState(tuple(new_states), offset + T), diagnostics)
 
     def _check_inputs(

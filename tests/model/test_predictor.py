@@ -168,3 +168,33 @@ def test_l_blocks_are_the_gated_delta_rule() -> None:
     linear, hope = cfg.memory_config("L"), cfg.memory_config("H")
     assert (linear.kind, linear.update_rule, linear.memory_target) == ("linear", "gd", "value")
     assert hope.memory_target == "self"
+
+
+@pytest.mark.parametrize("pattern", ["T", "H"])
+def test_predict_change_adds_the_input_step_to_the_head(pattern: str) -> None:
+    """predict_change: the output is the step read plus the head (teacher forcing and
+    jump), so a zero head copies; without it the same weights give the head alone."""
+    z, a, s = inputs()
+    step = torch.tensor([3, 1])
+    change = tiny(pattern, predict_change=True)
+    plain = tiny(pattern, predict_change=False)
+    plain.load_state_dict(change.state_dict())
+    with torch.no_grad():
+        for kwargs in ({}, {"target_step": step}):
+            frames = z if not kwargs else z[:, :1]
+            got = change(frames, a[:, :frames.shape[1]], s[:, :frames.shape[1]], **kwargs).pred
+            head = plain(frames, a[:, :frames.shape[1]], s[:, :frames.shape[1]], **kwargs).pred
+            torch.testing.assert_close(got, head + frames)
+        change.predictor_proj.weight.zero_()
+        change.predictor_proj.bias.zero_()
+        assert torch.equal(change(z, a, s).pred, z)
+
+
+def test_tiny_presets_predict_the_change_and_saved_configs_without_it_do_not() -> None:
+    from hopecli.model.config import PredictorConfig
+
+    assert all(preset_config(name).predict_change for name in ("vit_tiny", "hope_tiny", "hybrid_tiny"))
+    assert not preset_config("vit_baseline").predict_change  # V-JEPA 2-AC predicts the features
+    saved = preset_config("vit_tiny").to_dict()
+    del saved["predict_change"]  # a run saved before the option existed
+    assert PredictorConfig.from_dict(saved).predict_change is False
