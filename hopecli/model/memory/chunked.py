@@ -33,6 +33,7 @@ instead of storing its activations.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,10 +84,22 @@ class DeltaChunk:
     broadcast over the memories (size 1 there): their Gram matrix is then computed once.
     """
 
-    def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, decay: ChunkDecay) -> None:
+    def __init__(
+        self,
+        d0: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        beta: Tensor,
+        decay: ChunkDecay,
+        gram: Tensor | None = None,
+        keys_d0: Tensor | None = None,
+    ) -> None:
+        """gram (keys @ keys^T) and keys_d0 (keys @ D_0^T) when the caller has them already."""
         self.d0, self.keys, self.decay = d0, keys, decay
-        a = (beta[..., None] * decay.ratio) * (keys @ _t(keys))  # [..., C, C], strictly lower
-        rhs = beta[..., None] * (values - decay.gamma[..., None] * (keys @ _t(d0)))
+        gram = keys @ _t(keys) if gram is None else gram
+        keys_d0 = keys @ _t(d0) if keys_d0 is None else keys_d0
+        a = (beta[..., None] * decay.ratio) * gram  # [..., C, C], strictly lower
+        rhs = beta[..., None] * (values - decay.gamma[..., None] * keys_d0)
         self.d = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)  # [..., C, out]
 
     def final(self) -> Tensor:
@@ -111,14 +124,24 @@ def read_ratio(decay: ChunkDecay, box: int) -> Tensor:
     return _decay(cum - decay.log_alpha[:, box], cum)
 
 
-def chunk_targets(
-    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
-    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
+class Targets(NamedTuple):
+    """What chunk_targets computes for write_chunk, and what it can reuse.
 
-    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
-    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
+    keys, taus per layer [B, NB, H, C, in] / [B, NB, H, C, out] (keys shared by every
+    memory broadcast over NB); loss [B, NB, H, C]; keys_w per layer: keys @ W_c^T, a
+    by-product of the targets; factors per layer: (base, scale) with keys = base * scale,
+    base shared by every memory [B, 1, H, C, in] and scale [B, NB, H, C, 1], or None.
     """
+
+    keys: tuple[Tensor, ...]
+    taus: tuple[Tensor, ...]
+    loss: Tensor
+    keys_w: tuple[Tensor, ...]
+    factors: tuple[tuple[Tensor, Tensor] | None, ...]
+
+
+def targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
+    """naive.write_targets for every memory and token (shapes in Targets); k, v [B, H, C, dh]."""
     size = k.shape[-2]
     k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
     kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
@@ -143,13 +166,27 @@ def chunk_targets(
         n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * along).clamp_min(NORM_EPS)
         r = n.rsqrt()
         keys, taus = (k1 * r, u * r), ((pk - g2) * r, (w1u - e) * r)
+        keys_w, factors = (pk * r, w1u * r), ((k1, r), None)
     else:
         e = sk - target
         r = k1.square().sum(-1, keepdim=True).clamp_min(NORM_EPS).rsqrt()
         keys, taus = (k1 * r,), ((sk - e) * r,)
+        keys_w, factors = (sk * r,), (None,)
     if cfg.update_rule == "dgd":
         taus = tuple(t / 2 for t in taus)
-    return keys, taus, 0.5 * e.square().sum(-1)
+    return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors)
+
+
+def chunk_targets(
+    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
+
+    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
+    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
+    """
+    found = targets(layers, k, v, cfg)
+    return found.keys, found.taus, found.loss
 
 
 def write_chunk(
@@ -160,20 +197,32 @@ def write_chunk(
     eta: Tensor,
     log_alpha: Tensor,
     cfg: TitanConfig,
+    keys_w: tuple[Tensor, ...] | None = None,
+    factors: tuple[tuple[Tensor, Tensor] | None, ...] | None = None,
 ) -> tuple[tuple[Tensor, ...], list[DeltaChunk]]:
     """Every layer's chunk of writes, in the state's dtype (fp32 even under autocast).
 
     layers [B, NB, H, out, in] (W_c); init [NB, H, out, in] (M_0); keys, taus per layer
     from chunk_targets; eta, log_alpha [B, NB, H, C]. Returns W_c+1 and the chunks.
+    keys_w and factors (Targets) save products: keys @ D_0^T = keys @ W_c^T - keys @ M_0^T
+    (used only when keys_w is in the state's dtype: in bf16 the difference would cancel),
+    and the Gram matrix of keys = base * scale as (base base^T) * (scale scale^T), the
+    product computed once for every memory.
     """
     factor = 2.0 if cfg.update_rule == "dgd" else 1.0
     with torch.autocast(layers[0].device.type, enabled=False):
         dtype = layers[0].dtype
         beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
         chunks, new = [], []
-        for w, w0, key, tau in zip(layers, init, keys, taus):
+        for i, (w, w0, key, tau) in enumerate(zip(layers, init, keys, taus)):
             key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
-            chunk = DeltaChunk(w - w0, key, tau - key @ _t(w0), beta, decay)  # values tau_t - M_0 kappa_t
+            key_w0 = key @ _t(w0)
+            keys_d0 = keys_w[i] - key_w0 if keys_w is not None and keys_w[i].dtype == dtype else None
+            gram = None
+            if factors is not None and factors[i] is not None:
+                base, scale = (f.to(dtype) for f in factors[i])
+                gram = (base @ _t(base)) * (scale * _t(scale))
+            chunk = DeltaChunk(w - w0, key, tau - key_w0, beta, decay, gram, keys_d0)  # values tau_t - M_0 kappa_t
             chunks.append(chunk)
             new.append(w0 + chunk.final())
     return tuple(new), chunks
@@ -227,10 +276,13 @@ def _chunk_step(
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
     eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
     log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
-    keys, taus, loss = chunk_targets(layers, k, v, cfg)
+    found = targets(layers, k, v, cfg)
+    loss = found.loss
 
     if update:
-        new, chunks = write_chunk(layers, init, keys, taus, eta, log_alpha, cfg)
+        new, chunks = write_chunk(
+            layers, init, found.keys, found.taus, eta, log_alpha, cfg, found.keys_w, found.factors
+        )
         y = read_memory_box(chunks, init, q)
     else:
         new = layers
