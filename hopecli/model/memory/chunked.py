@@ -27,7 +27,8 @@ ratios are taken as exp of differences of cumulative log alpha, masked before th
 so nothing overflows. The solve and the state run in fp32 (the state's dtype) even
 under autocast; the memories' reads and targets use the autocast dtype. With
 config.checkpoint_chunks each chunk is recomputed in the backward (torch.utils.checkpoint)
-instead of storing its activations.
+instead of storing its activations. The chunk step runs through torch.compile where
+compiled.py's policy (`--compile`) says so, eager otherwise; both compute this function.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from hopecli.model.memory.activation import gelu, gelu_grad
+from hopecli.model.memory.compiled import CompiledStep
 from hopecli.model.memory.config import TitanConfig
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.naive import NORM_EPS
@@ -292,6 +294,9 @@ def _chunk_step(
     return y, new, stats
 
 
+COMPILED_STEP = CompiledStep(_chunk_step)  # torch.compile where compiled.py's policy says
+
+
 def titan_chunked(
     x: Tensor,
     state: TitanState,
@@ -303,9 +308,11 @@ def titan_chunked(
 ) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
     """Same signature and result as naive.titan_naive, batched over memories, heads and batch."""
     length = x.shape[1]
-    layers = state.layers
+    # the initial state is M_0 expanded over the batch (stride 0); one layout for every
+    # chunk keeps the compiled step from compiling a second time for the first chunk
+    layers = tuple(w.contiguous() for w in state.layers)
     x = x.to(layers[0].dtype)
-    step = partial(_chunk_step, cfg=cfg, update=update)
+    step = partial(COMPILED_STEP, cfg=cfg, update=update)
     recompute = cfg.checkpoint_chunks and torch.is_grad_enabled()
     gate_args = (gates.eta_proj, gates.eta_bias, gates.alpha_proj, gates.alpha_bias, gates.q_weight)
     diag = DiagnosticsAccumulator(cfg.boxes)

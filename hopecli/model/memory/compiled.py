@@ -1,0 +1,113 @@
+"""The compiled Titan chunk step: torch.compile where it helps, eager wherever it fails.
+
+One process-wide setting, like the thread count (`--compile auto|on|off` on every
+command that runs a model, or HOPE_COMPILE for scripts):
+
+    auto  compile on CUDA (Triton kernels for the many small elementwise ops of a chunk);
+          stay eager on the CPU, where it was measured not to pay (COMPILE_ON_CPU)
+    on    compile on every device
+    off   always eager
+
+The compiled function is `chunked._chunk_step`, the whole of one chunk (reads, targets,
+writes, the memory box's read). Its inputs keep one shape per run: every chunk of a
+sequence but the last has chunk_size tokens, so a run compiles once per (batch, chunk)
+shape, and torch's automatic dynamic shapes make the second distinct shape (a shorter
+last chunk, a smaller last batch) generic instead of compiling once more per shape.
+
+Compilation must never break a run: if it fails (no C++ compiler, an op inductor does
+not support, an error at the first call), the step falls back to eager for the rest of
+the process with one warning that names the reason; the eager step computes the same
+function, so the run's results do not depend on whether compilation worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.utils.checkpoint
+
+MODES = ("auto", "on", "off")
+ENV = "HOPE_COMPILE"
+# bench/blocks.py --compile, 1 thread, the 6-head H block at batch 1 x 8 frames: see
+# the commit that set this; False keeps `auto` eager on the CPU
+COMPILE_ON_CPU = False
+
+# how a non-reentrant checkpoint stops recomputing a chunk early: control flow, not a failure
+_CONTROL_FLOW = tuple(
+    e for e in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if e is not None
+)
+
+_mode: str | None = None  # None: HOPE_COMPILE or "auto"
+
+
+def set_compile(mode: str | None) -> str:
+    """Set the process-wide mode; None reads HOPE_COMPILE (default "auto"). Returns it."""
+    if mode is None:
+        mode = os.environ.get(ENV) or "auto"
+    if mode not in MODES:
+        raise ValueError(f"compile mode must be one of {MODES!r}, got {mode!r}")
+    global _mode
+    _mode = mode
+    return mode
+
+
+def compile_mode() -> str:
+    """The mode in force: the last set_compile, else HOPE_COMPILE, else "auto"."""
+    return _mode if _mode is not None else set_compile(None)
+
+
+def wants_compile(device: torch.device) -> bool:
+    """Whether the mode in force compiles on `device`."""
+    mode = compile_mode()
+    if mode == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and COMPILE_ON_CPU)
+    return mode == "on"
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """Everything inside runs eager whatever the mode (e.g. while hooks time the eager ops)."""
+    global _mode
+    saved = _mode
+    _mode = "off"
+    try:
+        yield
+    finally:
+        _mode = saved
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+
+
+class CompiledStep:
+    """fn, compiled on first use where wants_compile says so, eager after any failure."""
+
+    def __init__(self, fn: Callable, compiler: Callable[[Callable], Callable] | None = None) -> None:
+        self.fn = fn
+        self.compiler = compiler or torch.compile
+        self.compiled: Callable | None = None
+        self.failure: str | None = None  # why compilation was given up, once it was
+
+    def __call__(self, first, *args, **kwargs):
+        if self.failure is not None or not wants_compile(first.device):
+            return self.fn(first, *args, **kwargs)
+        try:
+            if self.compiled is None:
+                self.compiled = self.compiler(self.fn)
+            return self.compiled(first, *args, **kwargs)
+        except _CONTROL_FLOW:
+            raise
+        except Exception as exc:  # compilation must never break a run (module doc)
+            self.failure = _reason(exc)
+            warnings.warn(
+                f"torch.compile of the Titan memory failed, running it eager from now on ({self.failure})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.fn(first, *args, **kwargs)
