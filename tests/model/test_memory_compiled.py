@@ -129,3 +129,46 @@ def test_failed_compilation_warns_once_and_runs_eager(monkeypatch):
     assert step.failure == "RuntimeError: inductor said no"
     assert_same(got, want, 1e-12)
     assert_same(again, want, 1e-12)
+
+
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y):
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward kernel did not build")
+
+
+def test_failure_in_the_first_backward_falls_back_before_the_run_uses_it(monkeypatch):
+    """The backward is compiled lazily: a failure there is caught by the check on copies."""
+    def backward_breaks(fn):
+        def call(*args, **kwargs):
+            y, new, stats = fn(*args, **kwargs)
+            return _FailingBackward.apply(y), new, stats
+        return call
+
+    titan = make()
+    want = run(titan, "off")
+    step = fresh_step(monkeypatch, backward_breaks)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = run(titan, "on")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert messages == [
+        "torch.compile of the Titan memory failed, running it eager from now on "
+        "(RuntimeError: backward kernel did not build)"
+    ]
+    assert_same(got, want, 1e-12)
+
+
+def test_backward_check_leaves_a_checkpointed_run_unchanged(monkeypatch):
+    """The check runs inside checkpoint_chunks' forward; the traced step's gradients still match."""
+    titan = make()
+    assert titan.cfg.checkpoint_chunks
+    want = run(titan, "off")
+    step = fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
+    got = run(titan, "on")
+    assert step.backward_checked and step.failure is None
+    assert_same(got, want, 1e-6)

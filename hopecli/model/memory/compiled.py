@@ -15,7 +15,7 @@ shape, and torch's automatic dynamic shapes make the second distinct shape (a sh
 last chunk, a smaller last batch) generic instead of compiling once more per shape.
 
 Compilation must never break a run: if it fails (no C++ compiler, an op inductor does
-not support, an error at the first call), the step falls back to eager for the rest of
+not support, an error at the first call or in the first backward), the step falls back to eager for the rest of
 the process with one warning that names the reason; the eager step computes the same
 function, so the run's results do not depend on whether compilation worked.
 """
@@ -89,14 +89,51 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
+def _tensors(tree) -> list[torch.Tensor]:
+    """The tensors in nested tuples and lists."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+def _same_layout(t: torch.Tensor) -> torch.Tensor:
+    """A detached copy with t's type, sizes, strides and requires_grad (the graph's guards)."""
+    if 0 in t.stride():  # broadcast: a dense copy (at worst one more compilation)
+        copy = t.detach().clone()
+    else:
+        copy = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device).copy_(t)
+    if isinstance(t, torch.nn.Parameter):  # the guards check the type too
+        return torch.nn.Parameter(copy, requires_grad=t.requires_grad)
+    return copy.requires_grad_(t.requires_grad)
+
+
 class CompiledStep:
-    """fn, compiled on first use where wants_compile says so, eager after any failure."""
+    """fn, compiled on first use where wants_compile says so, eager after any failure.
+
+    The backward graph is compiled lazily, at the first backward; so that a failure there
+    cannot break a run either, the first compiled call that records gradients first runs
+    the compiled step forward and backward on copies of its inputs (checked), and only
+    then uses it.
+    """
 
     def __init__(self, fn: Callable, compiler: Callable[[Callable], Callable] | None = None) -> None:
         self.fn = fn
         self.compiler = compiler or torch.compile
         self.compiled: Callable | None = None
+        self.backward_checked = False
         self.failure: str | None = None  # why compilation was given up, once it was
+
+    def _check_backward(self, args: tuple, kwargs: dict) -> None:
+        copies = [_same_layout(a) if isinstance(a, torch.Tensor) else a for a in args]
+        inputs = [c for c in copies if isinstance(c, torch.Tensor) and c.requires_grad]
+        # plain saved tensors here, whatever hooks an enclosing checkpoint has installed
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+            outputs = [t for t in _tensors(self.compiled(*copies, **kwargs)) if t.requires_grad]
+            if outputs:
+                torch.autograd.grad(sum(t.sum() for t in outputs), inputs, allow_unused=True)
+        self.backward_checked = True
 
     def __call__(self, first, *args, **kwargs):
         if self.failure is not None or not wants_compile(first.device):
@@ -104,6 +141,10 @@ class CompiledStep:
         try:
             if self.compiled is None:
                 self.compiled = self.compiler(self.fn)
+            if not self.backward_checked and torch.is_grad_enabled() and any(
+                t.requires_grad for t in _tensors((first, *args))
+            ):
+                self._check_backward((first, *args), kwargs)
             return self.compiled(first, *args, **kwargs)
         except _CONTROL_FLOW:
             raise
