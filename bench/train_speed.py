@@ -3,6 +3,7 @@
 Runs the real command at the demo's settings (Makefile DEMO_TRAIN: batch 8, lr 6e-3,
 val fraction 0.15, seed 0; the ViT with 5 blocks as in the demo) on one task of a
 feature store, every run in its own process with the same --threads, one after another.
+Model FLOPs of one forward + backward of each preset are counted beside (FlopCounterMode).
 Speed is read from the run's metrics.jsonl (clips/s per logged step, --log-every 1),
 the first --skip steps left out (warm-up; with --compile on they include compilation,
 which is reported apart as the first steps' extra seconds).
@@ -27,6 +28,23 @@ RUNS = {
     "hope_tiny": ["--preset", "hope_tiny"],
 }
 DEMO = ["--batch-size", "8", "--lr", "6e-3", "--val-fraction", "0.15", "--seed", "0", "--strategy", "naive"]
+
+
+def model_gflop(name: str) -> float:
+    """Model FLOPs (3 x forward, GFLOP) of one forward + backward at the demo's shapes:
+    batch 8, 8 steps of 64 patches of 192 features (as bench/threads.py)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hopecli.model import build_predictor
+
+    pattern = RUNS[name][3:4]  # the --pattern value, if any
+    kwargs = {"pattern": pattern[0]} if pattern else {}
+    model = build_predictor(RUNS[name][1], input_dim=192, action_dim=2, state_dim=2, patches_per_step=64,
+                            grid=(8, 8), **kwargs)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(8, 8, 64, 192), torch.randn(8, 8, 2), torch.randn(8, 8, 2))
+    return 3 * counter.get_total_flops() / 1e9
 
 
 def one_run(store: str, name: str, compile_mode: str, args) -> dict:
@@ -66,6 +84,12 @@ def main() -> None:
                   f"(step median {r['median_step_s'] * 1e3:.0f} ms, min {r['min_step_s'] * 1e3:.0f}, "
                   f"max {r['max_step_s'] * 1e3:.0f}; first {args.skip} steps +{r['first_steps_extra_s']:.1f} s; "
                   f"wall {r['wall_s']:.1f} s)", file=sys.stderr)
+    gflop = {name: model_gflop(name) for name in RUNS}
+    for name, g in gflop.items():
+        print(f"{name:18} {g:.2f} GFLOP per forward + backward of the model (3 x forward) at the demo's shapes",
+              file=sys.stderr)
+    for r in results:
+        r["model_gflop"] = gflop[r["run"]]
     vit = {r["compile"]: r["steps_per_s"] for r in results if r["run"].startswith("vit")}
     for r in results:
         if r["run"] == "hope_tiny":
