@@ -15,6 +15,10 @@ counted. The share of peak is against a bf16 (GPU) or fp32 (CPU) matmul measured
 
     python bench/blocks.py --batch 1 --repeats 3          # CPU
     python bench/blocks.py --long --json-out bench.json   # GPU
+    python bench/blocks.py --batch 1 --threads 1 --compile --before main   # eager vs compiled vs main
+
+--compile adds every H block with its memory compiled (the first call, compilation
+included, is reported apart); --before REV adds them with the chunked memory of REV.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -40,6 +45,7 @@ from hopecli.model import build_predictor
 from hopecli.model.attention import block_causal_mask, token_positions
 from hopecli.model.blocks import HopeBlock, SequenceContext, TransformerBlock
 from hopecli.model.memory import TitanConfig
+from hopecli.model.memory.compiled import set_compile
 
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 150)
 
@@ -64,6 +70,7 @@ class Result:
     peak_share: float | None  # of the measured matmul peak
     ratio_to_attention: float | None  # median / median of the masked T block, same shape
     peak_mem_gib: float | None
+    first_call_s: float  # the first forward+backward, compilation included
 
 
 # The CPU attention kernel has no formula in torch's counter; it does the same products.
@@ -146,9 +153,13 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
                 ("H block (phase 5, full width)", batch, frames,
                  lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, phase5, *CMS, N, 0.0, 0).to(device), b, f, False, device, args.bf16)),
             ]
+            eager_h = [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]
+            if args.compile:
+                for name, b, f, make in eager_h:
+                    cases.append((f"{name} compiled", b, f, lambda make=make: compiled_step(*make())))
             if args.before:
                 old = load_chunked(args.before)
-                for name, b, f, make in [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]:
+                for name, b, f, make in eager_h:
                     cases.append((f"{name} @{args.before}", b, f, lambda make=make: tuple(under(old, fn) for fn in make())))
         if "presets" in args.cases:
             cases += [
@@ -157,6 +168,19 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
                 for name in args.presets
             ]
     return cases
+
+
+def compiled_step(forward: Callable, step: Callable) -> tuple[Callable, Callable]:
+    """The timed step with the memory compiled (--compile on); FLOPs are counted eager."""
+
+    def run_compiled():
+        set_compile("on")
+        try:
+            return step()
+        finally:
+            set_compile("off")
+
+    return forward, run_compiled
 
 
 def run(args) -> tuple[list[Result], dict]:
@@ -170,6 +194,9 @@ def run(args) -> tuple[list[Result], dict]:
         flops = model_flops(forward)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        step()  # the first call compiles, with --compile
+        first_s = time.perf_counter() - start
         times = timings(step, device, args.warmup, args.repeats)
         median = statistics.median(times)
         if name == "T block (block-causal)":
@@ -190,6 +217,7 @@ def run(args) -> tuple[list[Result], dict]:
                 peak_share=tflops / peak if peak > 0 else None,
                 ratio_to_attention=median * 1e3 / base if base and name.startswith("H block") else None,
                 peak_mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                first_call_s=first_s,
             )
         )
         del forward, step
@@ -207,7 +235,8 @@ def run(args) -> tuple[list[Result], dict]:
 def render(results: list[Result], meta: dict) -> None:
     table = Table(title=f"forward+backward on {meta['device']}, {meta['dtype']}, "
                         f"matmul peak {meta['matmul_peak_tflops']:.2f} TFLOP/s (measured)")
-    for col in ("case", "batch x frames", "median ms", "min-max ms", "x T block", "GFLOP", "TFLOP/s", "% peak", "MFLOP/token"):
+    for col in ("case", "batch x frames", "median ms", "min-max ms", "x T block", "GFLOP", "TFLOP/s", "% peak",
+                "MFLOP/token", "first call s"):
         table.add_column(col, justify="left" if col == "case" else "right")
     for r in results:
         table.add_row(
@@ -220,6 +249,7 @@ def render(results: list[Result], meta: dict) -> None:
             f"{r.tflops:.3f}",
             f"{100 * r.peak_share:.1f}" if r.peak_share is not None else "",
             f"{r.gflop * 1e3 / (r.batch * r.tokens):.1f}",
+            f"{r.first_call_s:.1f}",
         )
     err.print(table)
 
@@ -239,10 +269,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="bf16 autocast (default: on for cuda, off for cpu)")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the H blocks with the memory compiled (torch.compile)")
     parser.add_argument("--before", metavar="REV", help="also time the H blocks with the memory of git revision REV")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_compile("off")  # eager unless a case says otherwise
     args.cases = args.cases.split(",")
     args.presets = [p for p in args.presets.split(",") if p]
     if args.bf16 is None:

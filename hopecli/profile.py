@@ -38,7 +38,7 @@ from torch import nn
 
 from hopecli.model import Predictor
 from hopecli.model.blocks import HopeBlock, TransformerBlock
-from hopecli.model.memory import chunked
+from hopecli.model.memory import chunked, compiled
 
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -217,7 +217,8 @@ def _hooks(model: Predictor, clock: _Clock) -> Iterator[dict]:
         return result
 
     try:
-        with mock.patch.object(chunked, "_read", timed_read):
+        # eager while hooked: a compiled step would not call the patched _read
+        with mock.patch.object(chunked, "_read", timed_read), compiled.eager():
             yield points
     finally:
         for h in handles:

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import run_source_options, threads_option
+from hopecli.commands.options import compile_option, run_source_options, threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
@@ -58,6 +58,7 @@ EXAMPLES = [
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @threads_option
+@compile_option
 def command(run_dir, clips, store, index, weights, which, methods, cms_online, cms_lr, tta_lr, tta_every,
             baseline_dir, init_state, carry, save, png, device, as_json):
     """Stream new clips through a trained predictor that adapts at test time.

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import threads_option
+from hopecli.commands.options import compile_option, threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
@@ -275,6 +275,7 @@ EXAMPLES = [
                    "kinds and the error per rollout horizon.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @threads_option
+@compile_option
 def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_json):
     """Error matrices and continual-learning metrics of one or more training RUNS.
 

@@ -42,3 +42,19 @@ def threads_option(command):
         help="CPU threads for torch (env HOPE_THREADS). Default: every core (1 per process under "
              "torchrun); use 1 on a machine shared with other jobs.",
     )(command)
+
+
+def _apply_compile(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from hopecli.model.memory.compiled import set_compile
+
+    set_compile(value)
+
+
+def compile_option(command):
+    """--compile auto|on|off (or HOPE_COMPILE): torch.compile of the Titan memory (compiled.py)."""
+    return click.option(
+        "--compile", type=click.Choice(["auto", "on", "off"]), default=None, envvar="HOPE_COMPILE",
+        expose_value=False, callback=_apply_compile,
+        help="torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU only; "
+             "a failed compilation falls back to eager with one warning.",
+    )(command)

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import threads_option
+from hopecli.commands.options import compile_option, threads_option
 from hopecli.console import err
 
 KIND_LABELS = {
@@ -55,6 +55,7 @@ EXAMPLES = [
               help="auto: bf16 autocast on a GPU, float32 on the CPU.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON on stdout.")
 @threads_option
+@compile_option
 def command(presets, runs, batch_size, frames, input_dim, patches, action_dim, state_dim, warmup, repeats,
             device, dtype, as_json):
     """Time predictors by component: embedding, per block Titan read / update, CMS,

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import run_source_options, threads_option
+from hopecli.commands.options import compile_option, run_source_options, threads_option
 from hopecli.console import err
 from hopecli.train.rundir import dumps_report
 
@@ -61,6 +61,7 @@ EXAMPLES = [
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @threads_option
+@compile_option
 def command(run_dir, clip, store, index, weights, which, context, actions_file, init_state, out, png,
             plan, goal, mpc_steps, samples, top_k, iterations, horizon, max_action, seed, device, as_json):
     """Predict a clip's future features autoregressively from CONTEXT observed steps.

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import threads_option
+from hopecli.commands.options import compile_option, threads_option
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import KINDS, RULES, TARGETS, TitanConfig
@@ -309,7 +309,7 @@ PANELS = {
                      "--lr", "--schedule", "--min-lr-ratio", "--warmup-steps", "--warmup-fraction",
                      "--decay-fraction", "--weight-decay", "--grad-clip", "--lr-scale-titan", "--lr-scale-cms",
                      "--lr-scale-other"],
-    "Output": ["--out", "--config", "--print-config", "--resume", "--device", "--threads", "--log-every",
+    "Output": ["--out", "--config", "--print-config", "--resume", "--device", "--threads", "--compile", "--log-every",
                "--checkpoint-every", "--warn-grad-norm", "--warn-inner-loss", "--help"],
 }
 
@@ -329,6 +329,7 @@ PANELS = {
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Predictor preset; the model options below override its fields. [default: hope_phase5]")
 @threads_option
+@compile_option
 def command(store, run_dir, config_file, print_config, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 

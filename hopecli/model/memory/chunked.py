@@ -27,12 +27,14 @@ ratios are taken as exp of differences of cumulative log alpha, masked before th
 so nothing overflows. The solve and the state run in fp32 (the state's dtype) even
 under autocast; the memories' reads and targets use the autocast dtype. With
 config.checkpoint_chunks each chunk is recomputed in the backward (torch.utils.checkpoint)
-instead of storing its activations.
+instead of storing its activations. The chunk step runs through torch.compile where
+compiled.py's policy (`--compile`) says so, eager otherwise; both compute this function.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from hopecli.model.memory.activation import gelu, gelu_grad
+from hopecli.model.memory.compiled import CompiledStep
 from hopecli.model.memory.config import TitanConfig
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.naive import NORM_EPS
@@ -83,11 +86,27 @@ class DeltaChunk:
     broadcast over the memories (size 1 there): their Gram matrix is then computed once.
     """
 
-    def __init__(self, d0: Tensor, keys: Tensor, values: Tensor, beta: Tensor, decay: ChunkDecay) -> None:
+    def __init__(
+        self,
+        d0: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        beta: Tensor,
+        decay: ChunkDecay,
+        gram: Tensor | None = None,
+        keys_d0: Tensor | None = None,
+    ) -> None:
+        """gram (keys @ keys^T) and keys_d0 (keys @ D_0^T) when the caller has them already."""
         self.d0, self.keys, self.decay = d0, keys, decay
-        a = (beta[..., None] * decay.ratio) * (keys @ _t(keys))  # [..., C, C], strictly lower
-        rhs = beta[..., None] * (values - decay.gamma[..., None] * (keys @ _t(d0)))
-        self.d = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)  # [..., C, out]
+        gram = keys @ _t(keys) if gram is None else gram
+        keys_d0 = keys @ _t(d0) if keys_d0 is None else keys_d0
+        a = (beta[..., None] * decay.ratio) * gram  # [..., C, C], strictly lower
+        rhs = beta[..., None] * (values - decay.gamma[..., None] * keys_d0)
+        # d^T (I + A)^T = rhs^T: the same solve, which LAPACK takes without copying either
+        # operand into column-major order (2.4x faster than the left-hand form on the CPU)
+        self.d = torch.linalg.solve_triangular(
+            a.mT, rhs.mT, upper=True, left=False, unitriangular=True
+        ).mT  # [..., C, out]
 
     def final(self) -> Tensor:
         """D after the chunk."""
@@ -111,14 +130,24 @@ def read_ratio(decay: ChunkDecay, box: int) -> Tensor:
     return _decay(cum - decay.log_alpha[:, box], cum)
 
 
-def chunk_targets(
-    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
-    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
+class Targets(NamedTuple):
+    """What chunk_targets computes for write_chunk, and what it can reuse.
 
-    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
-    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
+    keys, taus per layer [B, NB, H, C, in] / [B, NB, H, C, out] (keys shared by every
+    memory broadcast over NB); loss [B, NB, H, C]; keys_w per layer: keys @ W_c^T, a
+    by-product of the targets; factors per layer: (base, scale) with keys = base * scale,
+    base shared by every memory [B, 1, H, C, in] and scale [B, NB, H, C, 1], or None.
     """
+
+    keys: tuple[Tensor, ...]
+    taus: tuple[Tensor, ...]
+    loss: Tensor
+    keys_w: tuple[Tensor, ...]
+    factors: tuple[tuple[Tensor, Tensor] | None, ...]
+
+
+def targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
+    """naive.write_targets for every memory and token (shapes in Targets); k, v [B, H, C, dh]."""
     size = k.shape[-2]
     k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
     kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
@@ -143,13 +172,27 @@ def chunk_targets(
         n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * along).clamp_min(NORM_EPS)
         r = n.rsqrt()
         keys, taus = (k1 * r, u * r), ((pk - g2) * r, (w1u - e) * r)
+        keys_w, factors = (pk * r, w1u * r), ((k1, r), None)
     else:
         e = sk - target
         r = k1.square().sum(-1, keepdim=True).clamp_min(NORM_EPS).rsqrt()
         keys, taus = (k1 * r,), ((sk - e) * r,)
+        keys_w, factors = (sk * r,), (None,)
     if cfg.update_rule == "dgd":
         taus = tuple(t / 2 for t in taus)
-    return keys, taus, 0.5 * e.square().sum(-1)
+    return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors)
+
+
+def chunk_targets(
+    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
+
+    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
+    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
+    """
+    found = targets(layers, k, v, cfg)
+    return found.keys, found.taus, found.loss
 
 
 def write_chunk(
@@ -160,20 +203,32 @@ def write_chunk(
     eta: Tensor,
     log_alpha: Tensor,
     cfg: TitanConfig,
+    keys_w: tuple[Tensor, ...] | None = None,
+    factors: tuple[tuple[Tensor, Tensor] | None, ...] | None = None,
 ) -> tuple[tuple[Tensor, ...], list[DeltaChunk]]:
     """Every layer's chunk of writes, in the state's dtype (fp32 even under autocast).
 
     layers [B, NB, H, out, in] (W_c); init [NB, H, out, in] (M_0); keys, taus per layer
     from chunk_targets; eta, log_alpha [B, NB, H, C]. Returns W_c+1 and the chunks.
+    keys_w and factors (Targets) save products: keys @ D_0^T = keys @ W_c^T - keys @ M_0^T
+    (used only when keys_w is in the state's dtype: in bf16 the difference would cancel),
+    and the Gram matrix of keys = base * scale as (base base^T) * (scale scale^T), the
+    product computed once for every memory.
     """
     factor = 2.0 if cfg.update_rule == "dgd" else 1.0
     with torch.autocast(layers[0].device.type, enabled=False):
         dtype = layers[0].dtype
         beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
         chunks, new = [], []
-        for w, w0, key, tau in zip(layers, init, keys, taus):
+        for i, (w, w0, key, tau) in enumerate(zip(layers, init, keys, taus)):
             key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
-            chunk = DeltaChunk(w - w0, key, tau - key @ _t(w0), beta, decay)  # values tau_t - M_0 kappa_t
+            key_w0 = key @ _t(w0)
+            keys_d0 = keys_w[i] - key_w0 if keys_w is not None and keys_w[i].dtype == dtype else None
+            gram = None
+            if factors is not None and factors[i] is not None:
+                base, scale = (f.to(dtype) for f in factors[i])
+                gram = (base @ _t(base)) * (scale * _t(scale))
+            chunk = DeltaChunk(w - w0, key, tau - key_w0, beta, decay, gram, keys_d0)  # values tau_t - M_0 kappa_t
             chunks.append(chunk)
             new.append(w0 + chunk.final())
     return tuple(new), chunks
@@ -227,10 +282,13 @@ def _chunk_step(
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
     eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
     log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
-    keys, taus, loss = chunk_targets(layers, k, v, cfg)
+    found = targets(layers, k, v, cfg)
+    loss = found.loss
 
     if update:
-        new, chunks = write_chunk(layers, init, keys, taus, eta, log_alpha, cfg)
+        new, chunks = write_chunk(
+            layers, init, found.keys, found.taus, eta, log_alpha, cfg, found.keys_w, found.factors
+        )
         y = read_memory_box(chunks, init, q)
     else:
         new = layers
@@ -238,6 +296,9 @@ def _chunk_step(
     y = y.transpose(1, 2).reshape(batch, size, dim)
     stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, log_alpha.exp(), loss))
     return y, new, stats
+
+
+COMPILED_STEP = CompiledStep(_chunk_step)  # torch.compile where compiled.py's policy says
 
 
 def titan_chunked(
@@ -251,9 +312,11 @@ def titan_chunked(
 ) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
     """Same signature and result as naive.titan_naive, batched over memories, heads and batch."""
     length = x.shape[1]
-    layers = state.layers
+    # the initial state is M_0 expanded over the batch (stride 0); one layout for every
+    # chunk keeps the compiled step from compiling a second time for the first chunk
+    layers = tuple(w.contiguous() for w in state.layers)
     x = x.to(layers[0].dtype)
-    step = partial(_chunk_step, cfg=cfg, update=update)
+    step = partial(COMPILED_STEP, cfg=cfg, update=update)
     recompute = cfg.checkpoint_chunks and torch.is_grad_enabled()
     gate_args = (gates.eta_proj, gates.eta_bias, gates.alpha_proj, gates.alpha_bias, gates.q_weight)
     diag = DiagnosticsAccumulator(cfg.boxes)

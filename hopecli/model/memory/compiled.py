@@ -1,0 +1,158 @@
+"""The compiled Titan chunk step: torch.compile where it helps, eager wherever it fails.
+
+One process-wide setting, like the thread count (`--compile auto|on|off` on every
+command that runs a model, or HOPE_COMPILE for scripts):
+
+    auto  compile on CUDA (Triton kernels for the many small elementwise ops of a chunk);
+          stay eager on the CPU, where it was measured not to pay (COMPILE_ON_CPU)
+    on    compile on every device
+    off   always eager
+
+The compiled function is `chunked._chunk_step`, the whole of one chunk (reads, targets,
+writes, the memory box's read). Its inputs keep one shape per run: every chunk of a
+sequence but the last has chunk_size tokens, so a run compiles once per (batch, chunk)
+shape, and torch's automatic dynamic shapes make the second distinct shape (a shorter
+last chunk, a smaller last batch) generic instead of compiling once more per shape.
+
+Compilation must never break a run: if it fails (no C++ compiler, an op inductor does
+not support, an error at the first call or in the first backward), the step falls back to eager for the rest of
+the process with one warning that names the reason; the eager step computes the same
+function, so the run's results do not depend on whether compilation worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.utils.checkpoint
+
+MODES = ("auto", "on", "off")
+ENV = "HOPE_COMPILE"
+# Measured on the CPU, 1 thread: compiled, the 6-head H block's forward + backward at
+# batch 1 x 8 frames took 3.44 s instead of 5.16 s (bench/blocks.py --compile), and a
+# hope_tiny training step at the demo's settings 1.38 s instead of 2.30 s, but the first
+# steps of that run took 87 s longer and the 12-step run 176 s instead of 33 s
+# (bench/train_speed.py): compiling pays off after about 165 steps, which
+# `auto` cannot know, so on the CPU it stays eager and long runs ask for --compile on
+COMPILE_ON_CPU = False
+
+# how a non-reentrant checkpoint stops recomputing a chunk early: control flow, not a failure
+_CONTROL_FLOW = tuple(
+    e for e in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if e is not None
+)
+
+_mode: str | None = None  # None: HOPE_COMPILE or "auto"
+
+
+def set_compile(mode: str | None) -> str:
+    """Set the process-wide mode; None reads HOPE_COMPILE (default "auto"). Returns it."""
+    if mode is None:
+        mode = os.environ.get(ENV) or "auto"
+    if mode not in MODES:
+        raise ValueError(f"compile mode must be one of {MODES!r}, got {mode!r}")
+    global _mode
+    _mode = mode
+    return mode
+
+
+def compile_mode() -> str:
+    """The mode in force: the last set_compile, else HOPE_COMPILE, else "auto"."""
+    return _mode if _mode is not None else set_compile(None)
+
+
+def wants_compile(device: torch.device) -> bool:
+    """Whether the mode in force compiles on `device`."""
+    mode = compile_mode()
+    if mode == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and COMPILE_ON_CPU)
+    return mode == "on"
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """Everything inside runs eager whatever the mode (e.g. while hooks time the eager ops)."""
+    global _mode
+    saved = _mode
+    _mode = "off"
+    try:
+        yield
+    finally:
+        _mode = saved
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    """The tensors in nested tuples and lists."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+def _same_layout(t: torch.Tensor) -> torch.Tensor:
+    """A detached copy with t's type, sizes, strides and requires_grad (the graph's guards)."""
+    if 0 in t.stride():  # broadcast: a dense copy (at worst one more compilation)
+        copy = t.detach().clone()
+    else:
+        copy = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device).copy_(t)
+    if isinstance(t, torch.nn.Parameter):  # the guards check the type too
+        return torch.nn.Parameter(copy, requires_grad=t.requires_grad)
+    return copy.requires_grad_(t.requires_grad)
+
+
+class CompiledStep:
+    """fn, compiled on first use where wants_compile says so, eager after any failure.
+
+    The backward graph is compiled lazily, at the first backward; so that a failure there
+    cannot break a run either, the first compiled call that records gradients first runs
+    the compiled step forward and backward on copies of its inputs (checked), and only
+    then uses it.
+    """
+
+    def __init__(self, fn: Callable, compiler: Callable[[Callable], Callable] | None = None) -> None:
+        self.fn = fn
+        self.compiler = compiler or torch.compile
+        self.compiled: Callable | None = None
+        self.backward_checked = False
+        self.failure: str | None = None  # why compilation was given up, once it was
+
+    def _check_backward(self, args: tuple, kwargs: dict) -> None:
+        copies = [_same_layout(a) if isinstance(a, torch.Tensor) else a for a in args]
+        inputs = [c for c in copies if isinstance(c, torch.Tensor) and c.requires_grad]
+        # plain saved tensors here, whatever hooks an enclosing checkpoint has installed
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+            outputs = [t for t in _tensors(self.compiled(*copies, **kwargs)) if t.requires_grad]
+            if outputs:
+                torch.autograd.grad(sum(t.sum() for t in outputs), inputs, allow_unused=True)
+        self.backward_checked = True
+
+    def __call__(self, first, *args, **kwargs):
+        if self.failure is not None or not wants_compile(first.device):
+            return self.fn(first, *args, **kwargs)
+        try:
+            if self.compiled is None:
+                self.compiled = self.compiler(self.fn)
+            if not self.backward_checked and torch.is_grad_enabled() and any(
+                t.requires_grad for t in _tensors((first, *args))
+            ):
+                self._check_backward((first, *args), kwargs)
+            return self.compiled(first, *args, **kwargs)
+        except _CONTROL_FLOW:
+            raise
+        except Exception as exc:  # compilation must never break a run (module doc)
+            self.failure = _reason(exc)
+            warnings.warn(
+                f"torch.compile of the Titan memory failed, running it eager from now on ({self.failure})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.fn(first, *args, **kwargs)
