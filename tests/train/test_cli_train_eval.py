@@ -27,7 +27,7 @@ def _run(*args):
 def test_train_two_tasks_then_eval(store_path, tmp_path):
     run = tmp_path / "run"
     result = _run("train", store_path, "--out", run, "--preset", "hope_tiny", "--tasks", "b,a", "--steps", "2",
-                  "--batch-size", "2", "--log-every", "1", "--no-checkpoint-chunks", "--update-rule", "gd",
+                  "--batch-size", "2", "--log-every", "1", "--checkpoint-chunks", "--update-rule", "gd",
                   "--cms-periods", "1,2", "--lr-scale-titan", "0.5")
     assert result.exit_code == 0, result.output
     assert "done:" in result.output
@@ -37,7 +37,7 @@ def test_train_two_tasks_then_eval(store_path, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["pattern"] == "HH" and config["model"]["cms_periods"] == [1, 2]
     assert config["model"]["memory"]["update_rule"] == "gd"
-    assert config["model"]["memory"]["checkpoint_chunks"] is False
+    assert config["model"]["memory"]["checkpoint_chunks"] is True  # the option over the preset's False
     assert config["model"]["input_dim"] == 16 and config["model"]["grid"] == [2, 2]  # from the store
     assert config["train"]["tasks"] == ["b", "a"] and config["train"]["optim"]["lr_scale_titan"] == 0.5
     assert config["store"]["encoder"]["name"] == "test"
