@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import warnings
 
 import click
 
@@ -87,6 +88,18 @@ hope.epilog = "\b\nQuick start (the shipped sample clips, on the CPU, a few minu
     f"  # {what}\n  {line}" for what, line in hope.examples)
 
 
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """hope's own warnings as one "warning: ..." line, like the commands' other warnings;
+    other libraries' keep Python's format (their source line says where they come from)."""
+    if category.__module__.startswith("hopecli"):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main() -> None:
     prepare_environment()  # before torch is imported: OpenMP reads it once
+    warnings.formatwarning = _plain_warning
     hope()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -115,6 +116,27 @@ def load_model(run_dir: Path, checkpoint: str | None = None, device: str | torch
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)  # HopeError naming the file and the field if damaged
+    warn_if_trained_before_exact_writes(run_dir, config)
     model = Predictor(config.model)
     load_weights(model, resolve_checkpoint(run_dir, checkpoint))
     return model.to(device).eval(), config.raw
+
+
+class StaleRunWarning(UserWarning):
+    """A run trained under an older memory write rule than the one that loads it."""
+
+
+def warn_if_trained_before_exact_writes(run_dir: Path, config) -> None:
+    """Warn when a run with memories predates the exact in-context write rule.
+
+    Such a run's config.json has no memory.memory_target (added with the rule). Its weights
+    load, but its memories now write by the new rule at the eta_max it saved (0.01 then,
+    so they barely write), and its numbers differ from those it was trained to."""
+    memory = (config.raw.get("model") or {}).get("memory") or {}
+    if not any(letter in config.model.pattern for letter in "HL") or "memory_target" in memory:
+        return
+    warnings.warn(
+        f"{run_dir}: trained before the memories' exact in-context write rule (its config.json "
+        f"has no memory.memory_target); its memories now write by the new rule at its saved "
+        f"eta_max {config.model.memory.eta_max:g}, so its errors differ from those it was "
+        f"trained to: retrain it", StaleRunWarning, stacklevel=3)

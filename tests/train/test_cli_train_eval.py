@@ -141,3 +141,35 @@ def test_every_config_field_has_an_option():
     flags = {o for p in train_cmd.command.params if isinstance(p, click.Option) for o in p.opts}
     assert {"--pattern", "--dim", "--chunk-size", "--update-rule", "--spatial-mixing",
             "--memory-heads", "--cms-hidden-mults"} <= flags
+
+
+def test_a_run_from_before_the_exact_write_rule_warns_when_loaded(store_path, tmp_path):
+    """A run whose config.json predates memory.memory_target loads with a warning naming it;
+    a run trained now, and a ViT run, load silently."""
+    import warnings
+
+    from hopecli.train.checkpoint import StaleRunWarning, load_model
+
+    runs = {}
+    for name, preset in (("hope", "hope_tiny"), ("vit", "vit_tiny")):
+        runs[name] = tmp_path / name
+        result = _run("train", store_path, "--out", runs[name], "--preset", preset, "--tasks", "a",
+                      "--steps", "1", "--batch-size", "2", "--threads", "1")
+        assert result.exit_code == 0, result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for run in runs.values():
+            load_model(run)
+    old = tmp_path / "old"
+    import shutil
+    shutil.copytree(runs["hope"], old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["memory"]["memory_target"]
+    config["model"]["memory"]["eta_max"] = 0.01  # the default of those days
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.warns(StaleRunWarning, match=f"{old}: trained before .* eta_max 0.01"):
+        load_model(old)
+    from hopecli.cli import _plain_warning  # how `hope` prints it: one line, like its other warnings
+
+    assert _plain_warning(f"{old}: trained before", StaleRunWarning, "x.py", 1) == f"warning: {old}: trained before\n"
+    assert "x.py:1: UserWarning: other" in _plain_warning("other", UserWarning, "x.py", 1)
