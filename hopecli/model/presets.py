@@ -10,7 +10,7 @@ of patch-steps) by 0.021 after 300 steps, most of copying's whole horizon-1 erro
 0.034 (README, "Does a demo model learn?"); the full-size presets predict the features,
 as V-JEPA 2-AC does. Their memories keep each chunk for the backward instead of
 recomputing it (`checkpoint_chunks` off): at width 64 that memory is small, and a
-hope_tiny training step takes 2.04 s instead of 2.60 s (`bench/train_speed.py`, 1 thread).
+hope_tiny training step takes 2.15 s instead of 2.87 s (`bench/train_speed.py`, 1 thread).
 
 - vit_baseline: 24 x T, width 384, 16 heads, MLP ratio 4, drop path 0.1 (the seeds'
   `ac_predictor.yaml`).
