@@ -84,8 +84,9 @@ def main() -> None:
         opt.step()
         if step % a.eval_every == 0 or step == a.steps:
             r = evaluate()
-            print(f"step {step:4d} ({time.perf_counter() - started:4.0f} s, {a.threads} thread(s))  "
-                  + "  ".join(f"{k} {v:+.4f}" if "vs" in k else f"{k} {v:.4f}" for k, v in r.items()), flush=True)
+            figures = "  ".join(f"{k} {v:+.4f}" if "vs" in k else f"{k} {v:.4f}" for k, v in r.items())
+            print(f"step {step:4d} ({time.perf_counter() - started:4.0f} s, {a.threads} thread(s))  {figures}",
+                  flush=True)
 
 
 if __name__ == "__main__":

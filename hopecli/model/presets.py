@@ -7,8 +7,8 @@ tests/model/test_config.py): vit_baseline 43,427,200; hope_phase5 43,591,194; hy
 CPU demos. They predict the change from the input step (`predict_change`): at demo
 budgets a width-64 model that must rebuild every patch still misses the static ones (86%
 of patch-steps) by 0.021 after 300 steps, most of copying's whole horizon-1 error of
-0.034 (`bench/demo_learning.py`; README, "Does a demo model learn?"); the full-size presets predict the features,
-as V-JEPA 2-AC does. Their memories keep each chunk for the backward instead of
+0.034 (`bench/demo_learning.py`; README, "Does a demo model learn?"); the full-size
+presets predict the features, as V-JEPA 2-AC does. Their memories keep each chunk for the backward instead of
 recomputing it (`checkpoint_chunks` off): at width 64 that memory is small, and a
 hope_tiny training step takes 2.15 s instead of 2.87 s (`bench/train_speed.py`, 1 thread).
 
