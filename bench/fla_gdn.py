@@ -50,7 +50,7 @@ def main() -> None:
         layers, ys = (s0,), []
         for start in range(0, T, chunk):
             part = slice(start, start + chunk)
-            keys, taus, _ = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)
+            keys, taus = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)[:2]
             layers, chunks = write_chunk(layers, (m0,), keys, taus, eta[..., part], alpha[..., part].log(), cfg)
             ys.append(read_memory_box(chunks, (m0,), q[..., part, :]))
         y = torch.cat(ys, dim=-2)

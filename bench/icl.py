@@ -107,7 +107,7 @@ def run_cell(memory: Memory, task: str, shared: float, chunk: int, eta: float, a
         for s in range(0, args.tokens, chunk):
             kc, vc = k[:, :, s : s + chunk], v[:, :, s : s + chunk]
             shape = (args.samples, 1, 1, kc.shape[2])
-            ks, taus, _ = chunk_targets(layers, kc, vc, cfg)
+            ks, taus = chunk_targets(layers, kc, vc, cfg)[:2]
             layers, _ = write_chunk(
                 layers, init, ks, taus, torch.full(shape, eta), torch.full(shape, log_alpha), cfg
             )

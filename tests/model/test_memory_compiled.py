@@ -116,6 +116,14 @@ def test_traced_step_equals_eager(monkeypatch, kind, rule):
     assert_same(got, want, 1e-6)
 
 
+def run_recording_warnings(titan, times: int = 1) -> tuple[list, list[str]]:
+    """`times` compiled runs, and the messages of the RuntimeWarnings they gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = [run(titan, "on") for _ in range(times)]
+    return results, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
 def test_failed_compilation_warns_once_and_runs_eager(monkeypatch):
     def broken(fn):
         def call(*args, **kwargs):
@@ -125,11 +133,7 @@ def test_failed_compilation_warns_once_and_runs_eager(monkeypatch):
     titan = make()
     want = run(titan, "off")
     step = fresh_step(monkeypatch, broken)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = run(titan, "on")
-        again = run(titan, "on")
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    (got, again), messages = run_recording_warnings(titan, 2)
     assert messages == [
         "torch.compile of the Titan memory failed, running it eager from now on "
         "(RuntimeError: inductor said no)"
@@ -160,10 +164,7 @@ def test_failure_in_the_first_backward_falls_back_before_the_run_uses_it(monkeyp
     titan = make()
     want = run(titan, "off")
     step = fresh_step(monkeypatch, backward_breaks)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = run(titan, "on")
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    (got,), messages = run_recording_warnings(titan)
     assert messages == [
         "torch.compile of the Titan memory failed, running it eager from now on "
         "(RuntimeError: backward kernel did not build)"

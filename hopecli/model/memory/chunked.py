@@ -146,8 +146,9 @@ class Targets(NamedTuple):
     factors: tuple[tuple[Tensor, Tensor] | None, ...]
 
 
-def targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
-    """naive.write_targets for every memory and token (shapes in Targets); k, v [B, H, C, dh]."""
+def chunk_targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
+    """naive.write_targets for every memory and token (shapes in Targets); layers
+    [B, NB, H, out, in] (W_c), k, v [B, H, C, dh]."""
     size = k.shape[-2]
     k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
     kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
@@ -181,18 +182,6 @@ def targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) 
     if cfg.update_rule == "dgd":
         taus = tuple(t / 2 for t in taus)
     return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors)
-
-
-def chunk_targets(
-    layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
-    """naive.write_targets for every memory and token: keys, rule targets per layer, loss.
-
-    layers [B, NB, H, out, in]; k, v [B, H, C, dh] -> keys [B, NB, H, C, in] (W2's keys
-    broadcast over NB), targets [B, NB, H, C, out], loss [B, NB, H, C].
-    """
-    found = targets(layers, k, v, cfg)
-    return found.keys, found.taus, found.loss
 
 
 def write_chunk(
@@ -282,7 +271,7 @@ def _chunk_step(
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
     eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
     log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
-    found = targets(layers, k, v, cfg)
+    found = chunk_targets(layers, k, v, cfg)
     loss = found.loss
 
     if update:

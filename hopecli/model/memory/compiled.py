@@ -85,6 +85,11 @@ def eager() -> Iterator[None]:
         _mode = saved
 
 
+class CompileFallbackWarning(RuntimeWarning):
+    """torch.compile failed and the memory runs eager from now on (`hope` prints it as one
+    "warning:" line, like its other warnings)."""
+
+
 def _reason(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
@@ -153,7 +158,7 @@ class CompiledStep:
             self.failure = _reason(exc)
             warnings.warn(
                 f"torch.compile of the Titan memory failed, running it eager from now on ({self.failure})",
-                RuntimeWarning,
+                CompileFallbackWarning,
                 stacklevel=2,
             )
             return self.fn(first, *args, **kwargs)
