@@ -38,7 +38,7 @@ from hopecli.model.blocks import HopeBlock
 from hopecli.model.memory import TitanConfig, chunked
 from hopecli.model.memory.compiled import set_compile
 
-PARTS = {"read": "_read", "targets": "targets", "write": "write_chunk", "output": "read_memory_box"}
+PARTS = {"read": "_read", "targets": "chunk_targets", "write": "write_chunk", "output": "read_memory_box"}
 MATMUL_OPS = ("aten::bmm", "aten::mm", "aten::addmm", "aten::linalg_solve_triangular", "aten::matmul")
 
 

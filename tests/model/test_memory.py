@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig, TitanState
+from hopecli.model.memory import chunked
 from hopecli.model.memory.chunked import chunk_targets, read_memory_box, write_chunk
 from hopecli.model.memory.naive import delta_step, memory_read, write_targets
 
@@ -96,14 +97,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-EQUIVALENCE = [(case, 1) for case in CASES] + [
-    (case, chunk) for case in (CASES[0], CASES[3], CASES[5], CASES[6]) for chunk in (5, 66)
-]
+EQUIVALENCE = (
+    [(case, 1, None) for case in CASES]
+    + [(case, chunk, None) for case in (CASES[0], CASES[3], CASES[5], CASES[6]) for chunk in (5, 66)]
+    + [(case, chunk, 4) for case in (CASES[0], CASES[1], CASES[6]) for chunk in (5, 66)]
+)
 
 
-@pytest.mark.parametrize("case, chunk_size", EQUIVALENCE, ids=[f"{c.id}-chunk{n}" for c, n in EQUIVALENCE])
-def test_chunked_matches_naive(case: Case, chunk_size: int) -> None:
-    """Chunk size 1: the per-token recurrence; 5 and 66 (> L = 63): the chunk semantics."""
+@pytest.mark.parametrize(
+    "case, chunk_size, block",
+    EQUIVALENCE,
+    ids=[f"{c.id}-chunk{n}" + (f"-block{b}" if b else "") for c, n, b in EQUIVALENCE],
+)
+def test_chunked_matches_naive(case: Case, chunk_size: int, block: int | None, monkeypatch) -> None:
+    """Chunk size 1: the per-token recurrence; 5 and 66 (> L = 63): the chunk semantics;
+    block 4: a chunk solved in blocks of at most 4 tokens (2 and 16 of them)."""
+    if block is not None:
+        monkeypatch.setattr(chunked, "BLOCK", block)
     titan = make(case)
     x = inputs()
     y_ref, s_ref, d_ref, g_ref = run_with_grads(titan, x, chunk_size, "naive")
@@ -159,13 +169,14 @@ def linear_memory_box(heads: int, head_dim: int, rule: str, dtype, zero_init: bo
     return cfg, s0, m0
 
 
-def chunked_pass(s0, m0, k, v, q, eta, alpha, cfg: TitanConfig, chunk: int):
+def chunked_pass(s0, m0, k, v, q, eta, alpha, cfg: TitanConfig, chunk: int, block: int | None = None):
     """The product's chunked write and read (one memory box) over a whole stream."""
     layers, init, ys = (s0,), (m0,), []
     for start in range(0, k.shape[-2], chunk):
         part = slice(start, start + chunk)
         keys, taus = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)[:2]
-        layers, chunks = write_chunk(layers, init, keys, taus, eta[..., part], alpha[..., part].log(), cfg)
+        rates = eta[..., part], alpha[..., part].log()
+        layers, chunks = write_chunk(layers, init, keys, taus, *rates, cfg, block=block)
         ys.append(read_memory_box(chunks, init, q[..., part, :]))
     return torch.cat(ys, dim=-2), layers[0]
 
@@ -180,18 +191,25 @@ def token_loop(s0, m0, k, v, q, eta, alpha, cfg: TitanConfig):
     return torch.stack(ys, dim=-2), s[:, None]
 
 
-LINEAR_EXACT = [(rule, chunk) for rule in ("gd", "dgd") for chunk in (1, 7, 16, 63)]
+LINEAR_EXACT = [(rule, chunk, None) for rule in ("gd", "dgd") for chunk in (1, 7, 16, 63)] + [
+    (rule, 63, block) for rule in ("gd", "dgd") for block in (8, 20)
+]
 
 
-@pytest.mark.parametrize("rule, chunk", LINEAR_EXACT, ids=[f"{r}-chunk{c}" for r, c in LINEAR_EXACT])
-def test_linear_chunk_is_the_per_token_recurrence(rule: str, chunk: int) -> None:
+@pytest.mark.parametrize(
+    "rule, chunk, block",
+    LINEAR_EXACT,
+    ids=[f"{r}-chunk{c}" + (f"-block{b}" if b else "") for r, c, b in LINEAR_EXACT],
+)
+def test_linear_chunk_is_the_per_token_recurrence(rule: str, chunk: int, block: int | None) -> None:
     """The UT/WY chunk form equals the per-token loop at any chunk size in fp32 (T = 63,
-    head dim 48, 90%-shared keys): outputs, final state and every gradient."""
+    head dim 48, 90%-shared keys): outputs, final state and every gradient, also when a
+    chunk is solved in blocks (8 of 8 tokens, 4 of 16)."""
     cfg, s0, m0 = linear_memory_box(2, 48, rule, torch.float32)
     stream = correlated_stream(63, 2, 48, 0.9, torch.float32)
     gen = torch.Generator().manual_seed(11)
     results = []
-    for fn in (lambda *a: chunked_pass(*a, cfg, chunk), lambda *a: token_loop(*a, cfg)):
+    for fn in (lambda *a: chunked_pass(*a, cfg, chunk, block), lambda *a: token_loop(*a, cfg)):
         leaves = [t.clone().requires_grad_(True) for t in (s0, m0, *stream)]
         y, s = fn(*leaves)
         gen.manual_seed(11)
@@ -203,6 +221,17 @@ def test_linear_chunk_is_the_per_token_recurrence(rule: str, chunk: int) -> None
     assert rel_rms(s, s_ref) < 1e-5
     for name, g, g_ref in zip(("s0", "m0", "k", "v", "q", "eta", "alpha"), grads, grads_ref):
         assert rel_rms(g, g_ref) < 1e-5, name
+
+
+def test_a_frame_is_solved_in_blocks_only_where_that_saves_work() -> None:
+    """258 tokens: the 6-head memories (64 -> 256 -> 64) in three blocks of 86, one
+    full-width memory (384 -> 1536 -> 384) and a short chunk whole."""
+    assert chunked.solve_spans(258, 64, 256, 128) == ((0, 86), (86, 172), (172, 258))
+    assert chunked.solve_spans(258, 256, 64, 128) == ((0, 86), (86, 172), (172, 258))
+    assert chunked.solve_spans(258, 384, 1536, 128) == ((0, 258),)
+    assert chunked.solve_spans(258, 1536, 384, 128) == ((0, 258),)
+    assert chunked.solve_spans(66, 32, 64, 128) == ((0, 66),)
+    assert chunked.blocks(63, 8) == tuple((a, min(a + 8, 63)) for a in range(0, 63, 8))
 
 
 @pytest.mark.parametrize("zero_init", [True, False], ids=["M0=0", "M0"])
