@@ -24,6 +24,8 @@ from hopecli import __version__
 from hopecli.console import err
 from hopecli.errors import HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
+from hopecli.model.memory import SelfModifyingTitan
+from hopecli.model.memory.compiled import compile_mode, training_run, wants_compile
 from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
@@ -224,13 +226,20 @@ def train(
                             {"optimizer": optimizer.state_dict(), "pending_grads": pending, "progress": progress})
         barrier(world)
 
+    remaining = sum(e.steps for e in protocol.experiences) - progress["global_step"]
+    has_memory = any(isinstance(m, SelfModifyingTitan) for m in model.modules())
     try:
-        with stop_on_signals() as stop, Reporter(cfg, world) as reporter:
+        with stop_on_signals() as stop, Reporter(cfg, world) as reporter, training_run(remaining):
+            compiling_on_cpu = has_memory and world.device.type == "cpu" and wants_compile(world.device, True)
             reporter.print(
                 f"{model_cfg.pattern} predictor, {model.num_parameters():,} parameters, on {world.device}"
                 f"{f' x {world.size} processes' if world.distributed else ''}; "
                 f"{len(protocol.experiences)} experience(s): "
                 + ", ".join(f"{e.name} ({e.steps} steps)" for e in protocol.experiences))
+            if compiling_on_cpu:
+                why = (f"auto: {remaining} steps on the CPU repay the first steps' compilation; "
+                       "--compile off skips it" if compile_mode() == "auto" else compile_mode())
+                reporter.print(f"compiling the memory's training step (--compile {why})")
             if progress["initial"] is None:
                 reporter.print("evaluating the untrained model on the validation clips of every task")
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)

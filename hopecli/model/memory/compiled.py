@@ -4,7 +4,8 @@ One process-wide setting, like the thread count (`--compile auto|on|off` on ever
 command that runs a model, or HOPE_COMPILE for scripts):
 
     auto  compile on CUDA (Triton kernels for the many small elementwise ops of a chunk);
-          stay eager on the CPU, where it was measured not to pay (COMPILE_ON_CPU)
+          on the CPU compile only the gradient steps of a training run long enough to
+          repay the compilation (training_run, CPU_TRAIN_STEPS), else stay eager
     on    compile on every device
     off   always eager
 
@@ -38,8 +39,11 @@ ENV = "HOPE_COMPILE"
 # steps of that run took 87 s longer and the 12-step run 176 s instead of 33 s
 # (bench/train_speed.py; with the tiny presets keeping their chunks for the backward,
 # 2.15 -> 1.19 s a step for about 100 s more): it pays off after 100-165 steps, which
-# `auto` cannot know, so on the CPU it stays eager and long runs ask for --compile on
+# the training loop tells `auto` its length (training_run): on the CPU it compiles
+# the gradient steps of a run of at least CPU_TRAIN_STEPS optimizer steps, and stays eager
+# for short runs and for every forward without gradients (validation, eval, rollout)
 COMPILE_ON_CPU = False
+CPU_TRAIN_STEPS = 250
 
 # how a non-reentrant checkpoint stops recomputing a chunk early: control flow, not a failure
 _CONTROL_FLOW = tuple(
@@ -47,6 +51,7 @@ _CONTROL_FLOW = tuple(
 )
 
 _mode: str | None = None  # None: HOPE_COMPILE or "auto"
+_long_training = False  # inside training_run of a long run
 
 
 def set_compile(mode: str | None) -> str:
@@ -65,11 +70,28 @@ def compile_mode() -> str:
     return _mode if _mode is not None else set_compile(None)
 
 
-def wants_compile(device: torch.device) -> bool:
-    """Whether the mode in force compiles on `device`."""
+@contextlib.contextmanager
+def training_run(steps: int) -> Iterator[None]:
+    """Inside, `auto` knows the training loop will take `steps` optimizer steps (a CPU
+    run of at least CPU_TRAIN_STEPS compiles its gradient steps)."""
+    global _long_training
+    saved = _long_training
+    _long_training = steps >= CPU_TRAIN_STEPS
+    try:
+        yield
+    finally:
+        _long_training = saved
+
+
+def wants_compile(device: torch.device, training: bool | None = None) -> bool:
+    """Whether the mode in force compiles on `device` a call that records gradients
+    (training; None: whether the current call does)."""
     mode = compile_mode()
     if mode == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and COMPILE_ON_CPU)
+        if device.type != "cpu":
+            return device.type == "cuda"
+        training = torch.is_grad_enabled() if training is None else training
+        return COMPILE_ON_CPU or (_long_training and training)
     return mode == "on"
 
 
