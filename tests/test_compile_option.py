@@ -40,3 +40,11 @@ def test_compile_option_and_env_set_the_policy(monkeypatch):
 def test_every_model_command_takes_compile(name):
     command = importlib.import_module(f"hopecli.commands.{name}").command
     assert any("--compile" in p.opts for p in command.params), name
+
+
+def test_the_help_states_the_cpu_training_threshold():
+    from hopecli.model.memory.compiled import CPU_TRAIN_STEPS
+
+    command = importlib.import_module("hopecli.commands.train").command
+    (option,) = [p for p in command.params if "--compile" in p.opts]
+    assert f"a run of {CPU_TRAIN_STEPS} steps or more" in option.help

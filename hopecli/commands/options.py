@@ -55,6 +55,7 @@ def compile_option(command):
     return click.option(
         "--compile", type=click.Choice(["auto", "on", "off"]), default=None, envvar="HOPE_COMPILE",
         expose_value=False, callback=_apply_compile,
-        help="torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU only; "
+        help="torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU, and on the CPU "
+             "for the training steps of a run of 250 steps or more; "
              "a failed compilation falls back to eager with one warning.",
     )(command)

@@ -30,7 +30,7 @@ as one matrix U = sum_{s<a} (gamma_a-1 / gamma_s) d_s kappa_s^T (a the block's f
 token), so its right-hand side loses beta_t (gamma_t / gamma_a-1) U kappa_t and its
 reads gain (gamma_t-1 / gamma_a-1) U r_t; the Gram matrix, the solve and the reads
 then cost C x block instead of C^2. For the 6-head memories on a frame of 258 tokens
-this cut the H block's forward + backward from 157.5 to 136.7 GFLOP (bench/blocks.py,
+this cut the H block's forward + backward from 157.5 to 140.2 GFLOP (bench/blocks.py,
 batch 1 x 8 frames). The decay
 ratios are taken as exp of differences of cumulative log alpha, masked before the exp,
 so nothing overflows. The solve and the state run in fp32 (the state's dtype) even

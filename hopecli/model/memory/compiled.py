@@ -24,6 +24,7 @@ function, so the run's results do not depend on whether compilation worked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -168,6 +169,8 @@ class CompiledStep:
             return self.fn(first, *args, **kwargs)
         try:
             if self.compiled is None:
+                if first.device.type == "cpu":  # inductor's C++ build says so on every CPU-only machine
+                    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
                 self.compiled = self.compiler(self.fn)
             if not self.backward_checked and torch.is_grad_enabled() and any(
                 t.requires_grad for t in _tensors((first, *args))
