@@ -35,14 +35,13 @@ import torch.utils.checkpoint
 MODES = ("auto", "on", "off")
 ENV = "HOPE_COMPILE"
 # Measured on the CPU, 1 thread: compiled, the 6-head H block's forward + backward at
-# batch 1 x 8 frames took 3.44 s instead of 5.16 s (bench/blocks.py --compile), and a
-# hope_tiny training step at the demo's settings 1.38 s instead of 2.30 s, but the first
-# steps of that run took 87 s longer and the 12-step run 176 s instead of 33 s
-# (bench/train_speed.py; with the tiny presets keeping their chunks for the backward,
-# 2.15 -> 1.19 s a step for about 100 s more): it pays off after 100-165 steps, which
-# the training loop tells `auto` its length (training_run): on the CPU it compiles
-# the gradient steps of a run of at least CPU_TRAIN_STEPS optimizer steps, and stays eager
-# for short runs and for every forward without gradients (validation, eval, rollout)
+# batch 1 x 8 frames took 3.00 s instead of 4.83 s (bench/blocks.py --compile), and the
+# demo's hope_naive run (hope_tiny, 300 steps of batch 8) 448 s instead of 585 s, side by
+# side: 7.0 instead of 4.3 clips/s after about 95 s of compilation in its first steps, so
+# it pays off after about 130 steps. A process that only reads (eval, rollout, adapt) or
+# trains briefly would pay the compilation for nothing; the training loop tells `auto`
+# its length (training_run), and on the CPU `auto` compiles the gradient steps of a run
+# of at least CPU_TRAIN_STEPS optimizer steps (about twice the break-even) and nothing else
 COMPILE_ON_CPU = False
 CPU_TRAIN_STEPS = 250
 
