@@ -2,7 +2,8 @@
 # Every GPU figure this project reports, in one run of under 10 minutes (one H100/H200 lease):
 #   1. the CUDA tests (bf16 memory against the fp32 CPU reference),
 #   2. bench/blocks.py: one T / H block and the presets at the seeds' shapes (batch 16 x 8 frames)
-#      and --long (batch 2 x 64 frames), bf16, with achieved TFLOP/s and share of measured peak,
+#      and --long (batch 2 x 64 frames), bf16, with achieved TFLOP/s and share of measured peak;
+#      then the H blocks with the memory compiled (Triton kernels; first call = compilation),
 #   3. bench/memory.py: the chunked Titan memory alone at the seeds' shape, bf16,
 #   4. bench/extract.py: the ViT-L encoder, bf16, clips/s with TFLOP/s and share of peak.
 # JSON and logs go to $OUT (the device tool's result folder) or ./gpu_out.
@@ -23,10 +24,12 @@ step() {  # name, seconds, command...
     echo "   exit $? ; tail:"; tail -n 25 "$OUT/$name.log"
 }
 
-step cuda_tests 120 $PY -m pytest -q -p no:cacheprovider tests/model/test_memory.py -k cuda
-step blocks 240 $PY bench/blocks.py --long --warmup 2 --repeats 5 --json-out "$OUT/blocks.json"
-step memory 90 $PY bench/memory.py --device cuda --dtype bf16 --batch 16 --frames 8 --tokens 258 \
+step cuda_tests 90 $PY -m pytest -q -p no:cacheprovider tests/model/test_memory.py -k cuda
+step blocks 200 $PY bench/blocks.py --long --warmup 2 --repeats 5 --json-out "$OUT/blocks.json"
+step blocks_compiled 150 $PY bench/blocks.py --cases blocks --compile --warmup 2 --repeats 5 \
+    --json-out "$OUT/blocks_compiled.json"
+step memory 60 $PY bench/memory.py --device cuda --dtype bf16 --batch 16 --frames 8 --tokens 258 \
     --dim 384 --heads 6 --impl chunked --warmup 2 --repeats 5
-step extract 120 $PY bench/extract.py --size vit_large --batch-size 4 8 16 --warmup 2 --repeats 5 \
+step extract 100 $PY bench/extract.py --size vit_large --batch-size 4 8 16 --warmup 2 --repeats 5 \
     --json-out "$OUT/extract.json"
 echo "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
