@@ -1,7 +1,7 @@
 """`hope train` steps/s of the demo's presets side by side, eager and with --compile on.
 
 Runs the real command at the demo's settings (Makefile DEMO_TRAIN: batch 8, lr 6e-3,
-val fraction 0.15, seed 0; the ViT with 5 blocks as in the demo) on one task of a
+3 validation clips per task, seed 0; the ViT with 5 blocks as in the demo) on one task of a
 feature store, every run in its own process with the same --threads, one after another.
 Model FLOPs of one forward + backward of each preset are counted beside (FlopCounterMode).
 Speed is read from the run's metrics.jsonl (clips/s per logged step, --log-every 1),
@@ -30,7 +30,7 @@ RUNS = {
     # the default of the full-size presets, which the tiny ones turn off)
     "hope_tiny, recompute": ["--preset", "hope_tiny", "--checkpoint-chunks"],
 }
-DEMO = ["--batch-size", "8", "--lr", "6e-3", "--val-fraction", "0.15", "--seed", "0", "--strategy", "naive"]
+DEMO = ["--batch-size", "8", "--lr", "6e-3", "--val-clips", "3", "--seed", "0", "--strategy", "naive"]
 
 
 def model_gflop(name: str) -> float:
