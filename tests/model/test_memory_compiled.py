@@ -39,13 +39,13 @@ def make(kind: str = "mlp", rule: str = "dgd") -> SelfModifyingTitan:
     return titan
 
 
-def run(titan: SelfModifyingTitan, mode: str) -> tuple[torch.Tensor, tuple, dict]:
+def run(titan: SelfModifyingTitan, mode: str, chunk: int = CHUNK) -> tuple[torch.Tensor, tuple, dict]:
     """Readouts, final state and the gradients of a fixed random loss, under `mode`."""
     set_compile(mode)
     titan.zero_grad()
     torch.manual_seed(1)
     x = torch.randn(BATCH, LENGTH, DIM, requires_grad=True)
-    y, state, _ = titan(x, chunk_size=CHUNK)
+    y, state, _ = titan(x, chunk_size=chunk)
     gen = torch.Generator().manual_seed(7)
     loss = (y * torch.randn(y.shape, generator=gen)).sum()
     for w in state.layers:
@@ -112,6 +112,18 @@ def test_traced_step_equals_eager(monkeypatch, kind, rule):
     want = run(titan, "off")
     step = fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
     got = run(titan, "on")
+    assert step.compiled is not None and step.failure is None
+    assert_same(got, want, 1e-6)
+
+
+def test_traced_step_solving_in_blocks_equals_eager(monkeypatch):
+    """One chunk of 15 tokens solved in blocks of at most 4 (chunked.solve_spans), traced."""
+    monkeypatch.setattr(chunked, "BLOCK", 4)
+    assert len(chunked.solve_spans(LENGTH, 8, 16, chunked.BLOCK)) == 4  # head dim 8, hidden 16
+    titan = make()
+    want = run(titan, "off", chunk=LENGTH)
+    step = fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
+    got = run(titan, "on", chunk=LENGTH)
     assert step.compiled is not None and step.failure is None
     assert_same(got, want, 1e-6)
 
