@@ -313,11 +313,12 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
     if existing is not None:
         reference = {k: existing.attrs[k] for k in ("action_dim", "state_dim", "fps")}
         existing.check_compatible(store_attrs(encoder, config, frames, reference, None))
-    windows, reference, skips = plan(existing.attrs if existing is not None else None, existing)
+    existing_attrs = existing.attrs if existing is not None else None
+    windows, reference, skips = plan(existing_attrs, existing)
     store = None
     if windows:
         steps = frames if config.time_mode == "frame" else frames // tubelet
-        root = _clip_root(videos, existing.attrs if existing is not None else None)
+        root = _clip_root(videos, existing_attrs)
         store = FeatureStore.create_or_resume(out, store_attrs(encoder, config, frames, reference, root),
                                               steps=steps, dim=encoder.config.embed_dim)
         if existing is None and not store.created:  # another writer made it meanwhile: its names

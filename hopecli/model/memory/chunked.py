@@ -87,37 +87,53 @@ def blocks(size: int, block: int) -> tuple[tuple[int, int], ...]:
     return tuple((a, min(a + step, size)) for a in range(0, size, step))
 
 
+class BlockDecay(NamedTuple):
+    """The forgetting of one block [start, end) of a chunk, shared by every layer."""
+
+    start: int
+    end: int
+    ratio: Tensor  # gamma_t / gamma_s for s < t in the block [..., c, c]
+    since: Tensor | None  # gamma_t / gamma_start-1 [..., c]; None for the chunk's first block
+    tail: Tensor  # gamma_end-1 / gamma_s [..., c]
+
+
 class ChunkDecay:
     """The forgetting inside one chunk, shared by every layer: log_alpha [..., C].
 
-    cum_t = log gamma_t over the whole chunk; the in-block ratio matrices are made once
-    per cut of the chunk into blocks and shared by the layers that use that cut.
+    cum_t = log gamma_t over the whole chunk; the decay of each block is made once per
+    cut of the chunk into blocks and shared by the layers that use that cut.
     """
 
     def __init__(self, log_alpha: Tensor) -> None:
         self.log_alpha = log_alpha
         self.cum = log_alpha.cumsum(-1)  # log gamma_t
         self.gamma = self.cum.exp()  # gamma_t [..., C]
-        self._ratios: dict[tuple, list[Tensor]] = {}
+        self._cache: dict[tuple, list] = {}
 
-    def ratios(self, spans: tuple[tuple[int, int], ...]) -> list[Tensor]:
-        """Per block, gamma_t / gamma_s for s < t: [..., c, c]."""
-        if spans not in self._ratios:
-            self._ratios[spans] = [_decay(self.cum[..., a:b], self.cum[..., a:b]) for a, b in spans]
-        return self._ratios[spans]
+    def blocks(self, spans: tuple[tuple[int, int], ...]) -> list[BlockDecay]:
+        """Every block's decay for this cut of the chunk."""
+        if spans not in self._cache:
+            cum = self.cum
+            self._cache[spans] = [
+                BlockDecay(
+                    a,
+                    b,
+                    _decay(cum[..., a:b], cum[..., a:b]),
+                    (cum[..., a:b] - cum[..., a - 1 : a]).exp() if a > 0 else None,
+                    (cum[..., b - 1 : b] - cum[..., a:b]).exp(),
+                )
+                for a, b in spans
+            ]
+        return self._cache[spans]
 
     def read_ratios(self, spans: tuple[tuple[int, int], ...], box: int) -> list[Tensor]:
         """Per block, gamma_t-1 / gamma_s for s < t of memory `box`: [B, H, c, c]."""
         key = (spans, box)
-        if key not in self._ratios:
+        if key not in self._cache:
             cum = self.cum[:, box]
             prev = cum - self.log_alpha[:, box]
-            self._ratios[key] = [_decay(prev[..., a:b], cum[..., a:b]) for a, b in spans]
-        return self._ratios[key]
-
-    def since(self, a: int, b: int) -> Tensor:
-        """gamma_t / gamma_a-1 for t in [a, b), a > 0: [..., b - a]."""
-        return (self.cum[..., a:b] - self.cum[..., a - 1 : a]).exp()
+            self._cache[key] = [_decay(prev[..., a:b], cum[..., a:b]) for a, b in spans]
+        return self._cache[key]
 
 
 def solve_spans(size: int, d_in: int, d_out: int, block: int) -> tuple[tuple[int, int], ...]:
@@ -162,7 +178,7 @@ class DeltaChunk:
         rhs = beta[..., None] * (values - decay.gamma[..., None] * keys_d0)  # [..., C, out]
         self.before: list[Tensor | None] = []  # U at the start of every block
         ds, u = [], None
-        for (a, b), ratio in zip(self.spans, decay.ratios(self.spans)):
+        for a, b, ratio, since, tail in decay.blocks(self.spans):
             key = keys[..., a:b, :]
             if factors is None:
                 gram = key @ _t(key)
@@ -171,16 +187,15 @@ class DeltaChunk:
                 gram = (base @ _t(base)) * (scale * _t(scale))
             right = rhs[..., a:b, :]
             if u is not None:  # the earlier blocks' writes, seen through this block's keys
-                right = right - (beta[..., a:b] * decay.since(a, b))[..., None] * (key @ _t(u))
+                right = right - (beta[..., a:b] * since)[..., None] * (key @ _t(u))
             # d^T (I + A)^T = rhs^T: the same solve, which LAPACK takes without copying either
             # operand into column-major order (2.4x faster than the left-hand form on the CPU)
             d = torch.linalg.solve_triangular(
                 ((beta[..., a:b, None] * ratio) * gram).mT, right.mT, upper=True, left=False, unitriangular=True
             ).mT  # [..., b - a, out]
             self.before.append(u)
-            tail = (decay.cum[..., b - 1 : b] - decay.cum[..., a:b]).exp()  # gamma_b-1 / gamma_s
             written = _t(d * tail[..., None]) @ key
-            u = written if u is None else decay.since(a, b)[..., -1:, None] * u + written
+            u = written if u is None else since[..., -1:, None] * u + written
             ds.append(d)
         self.d = torch.cat(ds, dim=-2) if len(ds) > 1 else ds[0]  # [..., C, out]
         self.written = u
