@@ -149,9 +149,9 @@ def build_cases(args, device) -> list[tuple[str, int, int, Callable]]:
                 ("T block (no mask)", batch, frames,
                  lambda b=batch, f=frames: block_case(TransformerBlock(WIDTH, 16, 4.0, True, 0.0, 0).to(device), b, f, False, device, args.bf16)),
                 ("H block (6-head memories)", batch, frames,
-                 lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, multihead, *CMS, N, 0.0, 0).to(device), b, f, False, device, args.bf16)),
+                 lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, multihead, *CMS, N, True, 0.0, 0).to(device), b, f, False, device, args.bf16)),
                 ("H block (phase 5, full width)", batch, frames,
-                 lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, phase5, *CMS, N, 0.0, 0).to(device), b, f, False, device, args.bf16)),
+                 lambda b=batch, f=frames: block_case(HopeBlock(WIDTH, phase5, *CMS, N, True, 0.0, 0).to(device), b, f, False, device, args.bf16)),
             ]
             eager_h = [c for c in cases if c[0].startswith("H block") and c[1:3] == (batch, frames)]
             if args.compile:

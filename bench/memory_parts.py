@@ -66,7 +66,7 @@ def main() -> None:
     set_compile("off")
     torch.manual_seed(0)
     cfg = TitanConfig(dim=WIDTH, heads=6, hidden_mult=4.0, update_rule="dgd")
-    block = HopeBlock(WIDTH, cfg, *CMS, N, 0.0, 0)
+    block = HopeBlock(WIDTH, cfg, *CMS, N, True, 0.0, 0)
     forward, step = block_case(block, args.batch, args.frames, False, torch.device("cpu"), False)
 
     flops: dict[str, int] = defaultdict(int)

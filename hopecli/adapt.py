@@ -156,7 +156,7 @@ def initial_state(model: Predictor) -> AdaptState:
     memories = []
     for block in model.blocks:
         m = block.memory.init_state(1).detach() if isinstance(block, HopeBlock) else None
-        memories.append(None if m is None else TitanState(tuple(w.clone() for w in m.layers), m.step.clone()))
+        memories.append(None if m is None else m.map(torch.clone))
     params = dict(model.named_parameters())
     norms = layernorm_names(model)
     names = list(dict.fromkeys([*cms_periods(model), *norms]))
@@ -438,6 +438,8 @@ def save_state(state: AdaptState, model: Predictor, path: str | Path, *, note: s
             for j, w in enumerate(memory.layers):
                 tensors[f"memory.{i}.layer{j}"] = w
             tensors[f"memory.{i}.step"] = memory.step
+            if memory.conv is not None:
+                tensors[f"memory.{i}.conv"] = memory.conv
     for prefix, values in (("weight", state.weights), ("grad", state.grads), ("adam_m", state.adam_m),
                            ("adam_v", state.adam_v)):
         tensors.update({f"{prefix}.{n}": w for n, w in values.items()})
@@ -472,7 +474,8 @@ def load_state(path: str | Path, model: Predictor, device: torch.device | str = 
                 memories.append(None)
                 continue
             layers = tuple(tensors[f"memory.{i}.layer{j}"] for j in range(len(memory.layers)))
-            memories.append(TitanState(layers, tensors[f"memory.{i}.step"]))
+            conv = None if memory.conv is None else tensors[f"memory.{i}.conv"]
+            memories.append(TitanState(layers, tensors[f"memory.{i}.step"], conv))
         weights = {n: tensors[f"weight.{n}"] for n in reference.weights}
         grads = {n: tensors[f"grad.{n}"] for n in reference.grads}
         adam_m = {n: tensors[f"adam_m.{n}"] for n in reference.adam_m}

@@ -239,7 +239,7 @@ def expand_state(state: PredictorState | None, n: int) -> PredictorState | None:
         if isinstance(s, KVCache):
             return KVCache(s.k.expand(n, *s.k.shape[1:]), s.v.expand(n, *s.v.shape[1:]))
         if isinstance(s, TitanState):
-            return TitanState(tuple(w.expand(n, *w.shape[1:]) for w in s.layers), s.step.expand(n))
+            return s.map(lambda t: t.expand(n, *t.shape[1:]))
         raise TypeError(f"unknown block state {type(s).__name__}")
 
     return PredictorState(tuple(one(s) for s in state.blocks), state.frames)

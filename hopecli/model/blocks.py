@@ -76,14 +76,14 @@ class HopeBlock(nn.Module):
         memory: TitanConfig,
         cms_hidden_mults: Sequence[float],
         cms_periods: Sequence[int],
-        tokens_per_frame: int | None,
+        tokens_per_frame: int,
+        spatial_mixing: bool,
         drop_path: float,
         index: int,
     ) -> None:
-        """tokens_per_frame None: no spatial mixing."""
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.memory = SelfModifyingTitan(memory)
+        self.memory = SelfModifyingTitan(memory, frame_tokens=tokens_per_frame)
         self.proj = nn.Linear(dim, dim)
         self.drop_path = _drop_path(drop_path)
         init_layers_(self.norm1, self.proj)
@@ -92,7 +92,7 @@ class HopeBlock(nn.Module):
         for level in self.cms.levels:
             rescale_residual_(level.fc2, index)
         self.mixing = (
-            SpatialMixing(tokens_per_frame, dim, drop_path) if tokens_per_frame is not None else None
+            SpatialMixing(tokens_per_frame, dim, drop_path) if spatial_mixing else None
         )
 
     def forward(
@@ -118,7 +118,8 @@ def build_block(letter: str, cfg: PredictorConfig, index: int, drop_path: float)
             cfg.memory_config(letter),
             cfg.cms_hidden_mults,
             cfg.cms_periods,
-            cfg.tokens_per_frame if cfg.spatial_mixing else None,
+            cfg.tokens_per_frame,
+            cfg.spatial_mixing,
             drop_path,
             index,
         )

@@ -59,9 +59,9 @@ def test_spatial_mixing_is_zero_at_init_and_never_mixes_frames() -> None:
 def test_hope_block_with_mixing_equals_block_without_at_init() -> None:
     memory = TitanConfig(dim=D, heads=2, hidden_mult=2.0)
     torch.manual_seed(0)
-    with_mix = HopeBlock(D, memory, (1.0,), (1,), N, 0.0, 0)
+    with_mix = HopeBlock(D, memory, (1.0,), (1,), N, True, 0.0, 0)
     torch.manual_seed(0)
-    without = HopeBlock(D, memory, (1.0,), (1,), None, 0.0, 0)
+    without = HopeBlock(D, memory, (1.0,), (1,), N, False, 0.0, 0)
     without.load_state_dict(with_mix.state_dict(), strict=False)
     ctx = SequenceContext(N, torch.zeros(4 * N, 3, dtype=torch.long), None, N, True)
     x = torch.randn(2, 4 * N, D)

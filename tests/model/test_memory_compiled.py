@@ -169,8 +169,8 @@ def test_failure_in_the_first_backward_falls_back_before_the_run_uses_it(monkeyp
     """The backward is compiled lazily: a failure there is caught by the check on copies."""
     def backward_breaks(fn):
         def call(*args, **kwargs):
-            y, new, stats = fn(*args, **kwargs)
-            return _FailingBackward.apply(y), new, stats
+            y, new, stats, history = fn(*args, **kwargs)
+            return _FailingBackward.apply(y), new, stats, history
         return call
 
     titan = make()

@@ -53,6 +53,7 @@ from torch.utils.checkpoint import checkpoint
 from hopecli.model.memory.activation import gelu, gelu_grad
 from hopecli.model.memory.compiled import CompiledStep
 from hopecli.model.memory.config import TitanConfig
+from hopecli.model.memory.conv import causal_conv
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.naive import NORM_EPS
 from hopecli.model.memory.state import TitanGates, TitanState
@@ -337,11 +338,15 @@ def _chunk_step(
     alpha_proj: Tensor,
     alpha_bias: Tensor,
     q_weight: Tensor | None,
+    conv_weight: Tensor | None,
+    history: Tensor | None,
     *tensors: Tensor,
     cfg: TitanConfig,
     update: bool,
-) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, Tensor, Tensor]]:
-    """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1, detached stats.
+    dilation: int,
+) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, Tensor, Tensor], Tensor | None]:
+    """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1, detached stats
+    and the short convolutions' history after the chunk (None without them).
 
     tensors: the state's layers [B, NB, H, out, in], then M_0's [NB, H, out, in].
     """
@@ -353,14 +358,16 @@ def _chunk_step(
 
     # readouts of x_t by every memory but M_memory, all at W_c
     r = _read(tuple(w[:, :-1] for w in layers), xh.unsqueeze(1))  # [B, NB-1, H, C, dh]
-    k = F.normalize(r[:, 0], dim=-1)  # [B, H, C, dh]
-    v = F.normalize(r[:, 1], dim=-1)
+    k, v = r[:, 0], r[:, 1]  # [B, H, C, dh]
     if q_weight is None:
         q = r[:, 2]
     else:
         flat = xh.transpose(1, 2).reshape(batch, size, dim)
         q = (flat @ _t(q_weight)).view(batch, size, heads, head_dim).transpose(1, 2)
-    q = F.normalize(q, dim=-1)
+    if conv_weight is not None:
+        mixed, history = causal_conv(torch.stack([q, k, v], dim=1), history, conv_weight, dilation)
+        q, k, v = mixed.unbind(1)
+    k, v, q = (F.normalize(t, dim=-1) for t in (k, v, q))
     eta_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -2], eta_proj) + eta_bias[..., None]
     alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
     eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
@@ -378,7 +385,7 @@ def _chunk_step(
         y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
     y = y.transpose(1, 2).reshape(batch, size, dim)
     stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, log_alpha.exp(), loss))
-    return y, new, stats
+    return y, new, stats, history
 
 
 COMPILED_STEP = CompiledStep(_chunk_step)  # torch.compile where compiled.py's policy says
@@ -399,20 +406,22 @@ def titan_chunked(
     # chunk keeps the compiled step from compiling a second time for the first chunk
     layers = tuple(w.contiguous() for w in state.layers)
     x = x.to(layers[0].dtype)
-    step = partial(COMPILED_STEP, cfg=cfg, update=update)
+    step = partial(COMPILED_STEP, cfg=cfg, update=update, dilation=gates.dilation)
     recompute = cfg.checkpoint_chunks and torch.is_grad_enabled()
-    gate_args = (gates.eta_proj, gates.eta_bias, gates.alpha_proj, gates.alpha_bias, gates.q_weight)
+    gate_args = (gates.eta_proj, gates.eta_bias, gates.alpha_proj, gates.alpha_bias, gates.q_weight,
+                 gates.conv_weight)
+    history = None if state.conv is None else state.conv.contiguous()
     diag = DiagnosticsAccumulator(cfg.boxes)
     ys = []
     for start in range(0, length, chunk_size):
-        args = (x[:, start : start + chunk_size], *gate_args, *layers, *gates.initial_layers)
+        args = (x[:, start : start + chunk_size], *gate_args, history, *layers, *gates.initial_layers)
         if recompute:
-            y, new, stats = checkpoint(step, *args, use_reentrant=False)
+            y, new, stats, history = checkpoint(step, *args, use_reentrant=False)
         else:
-            y, new, stats = step(*args)
+            y, new, stats, history = step(*args)
         diag.add_rates(*stats)
         diag.add_update(layers, new)
         layers = tuple(new)
         ys.append(y)
     step_count = state.step + length if update else state.step
-    return torch.cat(ys, dim=1), TitanState(layers, step_count), diag.result(layers)
+    return torch.cat(ys, dim=1), TitanState(layers, step_count, history), diag.result(layers)

@@ -9,6 +9,7 @@ BOXES = ("k", "v", "q", "eta", "alpha", "memory")
 KINDS = ("mlp", "linear")
 RULES = ("dgd", "gd")
 TARGETS = ("self", "value")
+CONV_AXES = ("time", "sequence")
 # the largest eta each rule keeps a non-oscillating contraction along every key:
 # a write scales a layer's deviation from M_0 along its key by alpha (1 - beta), with
 # beta = eta for gd and 2 eta for dgd
@@ -43,6 +44,11 @@ class TitanConfig:
     target. alpha is a per-token retention toward M_0: alpha_init 0.9999 keeps 81% of
     what a memory wrote across one clip of 8 frames x 258 tokens (0.999 kept 13%).
 
+    conv_size K > 0 puts a causal depthwise convolution of K taps, then SiLU, after the
+    q, k and v readouts (conv.py); 0 is the seeds' layout, where q, k and v come from the
+    token alone. conv_axis "time" convolves each patch over its own earlier steps (taps a
+    frame apart), "sequence" over the previous tokens (the text models' layout).
+
     checkpoint_chunks recomputes each chunk inside the backward instead of storing its
     activations (the chunked path only, and only when gradients are recorded).
     """
@@ -58,6 +64,8 @@ class TitanConfig:
     eta_init: float | None = None  # None: eta_max / 2
     alpha_init: float = 0.9999
     checkpoint_chunks: bool = True
+    conv_size: int = 0
+    conv_axis: str = "time"
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads"):
@@ -72,6 +80,10 @@ class TitanConfig:
             raise ValueError(f"update_rule must be one of {RULES!r}, got {self.update_rule!r}")
         if self.memory_target not in TARGETS:
             raise ValueError(f"memory_target must be one of {TARGETS!r}, got {self.memory_target!r}")
+        if not isinstance(self.conv_size, int) or isinstance(self.conv_size, bool) or self.conv_size < 0:
+            raise ValueError(f"conv_size must be a non-negative integer, got {self.conv_size!r}")
+        if self.conv_axis not in CONV_AXES:
+            raise ValueError(f"conv_axis must be one of {CONV_AXES!r}, got {self.conv_axis!r}")
         if not (isinstance(self.hidden_mult, (int, float)) and self.hidden_mult > 0):
             raise ValueError(f"hidden_mult must be positive, got {self.hidden_mult!r}")
         if self.kind == "mlp" and self.hidden_dim < 1:

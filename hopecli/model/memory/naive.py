@@ -12,7 +12,10 @@ unit-norm inputs too), and then generates its write with W_c:
     v_hat_box,t = M_box(v_t)   (each memory's own target; with memory_target "value" the
                                memory box learns v_t itself),
 
-where norm is the L2 norm per head. The output o_t = M_memory,t-1(q_t) reads the memory
+where norm is the L2 norm per head. With short convolutions (conv.py) the raw readouts
+M_q(x_t), M_k(x_t), M_v(x_t) are first replaced by silu(sum_j w_j r_{t - j d}) over the
+same readouts of earlier tokens (each computed with its own chunk's W_c), before the
+norm. The output o_t = M_memory,t-1(q_t) reads the memory
 box as it is right before token t: the state after every earlier token, also those of
 the same chunk. Chunk size 1 is the per-token recurrence.
 
@@ -177,6 +180,7 @@ def titan_naive(
         x = F.normalize(x.to(dtype).reshape(batch, length, heads, head_dim), dim=-1)
         init = [tuple(w[i].to(dtype) for w in gates.initial_layers) for i in range(len(boxes))]
         layers = state.layers
+        history = None if state.conv is None else list(state.conv.to(dtype).unbind(3))
         ys = []
         for start in range(0, length, chunk_size):
             base = [tuple(w[:, i] for w in layers) for i in range(len(boxes))]  # W_c per memory
@@ -184,13 +188,16 @@ def titan_naive(
             for t in range(start, min(start + chunk_size, length)):
                 xt = x[:, t]  # [B, H, dh]
                 read = {box: memory_read(base[i], xt) for i, box in enumerate(boxes) if box != "memory"}
+                if cfg.static_q:
+                    read["q"] = (xt.reshape(batch, -1) @ gates.q_weight.T).reshape(batch, heads, head_dim)
+                if history is not None:  # short convolutions: tap j reads `dilation` x j tokens back
+                    history.append(torch.stack([read["q"], read["k"], read["v"]], dim=1))  # [B, 3, H, dh]
+                    mixed = sum(gates.conv_weight[None, :, j] * history[-1 - j * gates.dilation]
+                                for j in range(cfg.conv_size))
+                    read["q"], read["k"], read["v"] = F.silu(mixed).unbind(1)
                 k = F.normalize(read["k"], dim=-1)
                 v = F.normalize(read["v"], dim=-1)
-                if cfg.static_q:
-                    q = (xt.reshape(batch, -1) @ gates.q_weight.T).reshape(batch, heads, head_dim)
-                else:
-                    q = read["q"]
-                q = F.normalize(q, dim=-1)
+                q = F.normalize(read["q"], dim=-1)
                 eta_logit = torch.einsum("bhd,nhd->bnh", read["eta"], gates.eta_proj) + gates.eta_bias
                 alpha_logit = torch.einsum("bhd,nhd->bnh", read["alpha"], gates.alpha_proj) + gates.alpha_bias
                 eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H]
@@ -223,4 +230,8 @@ def titan_naive(
             layers = new
         y = torch.stack(ys, dim=1)  # [B, L, D]
     step = state.step + length if update else state.step
-    return y, TitanState(layers, step), diag.result(layers)
+    conv = None
+    if history is not None:  # the last W raw readouts, whether or not the memories wrote
+        width = state.conv.shape[3]
+        conv = torch.stack(history[len(history) - width :], dim=3) if width else state.conv
+    return y, TitanState(layers, step, conv), diag.result(layers)

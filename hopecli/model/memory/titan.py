@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from hopecli.model.memory.chunked import titan_chunked
 from hopecli.model.memory.config import TitanConfig
+from hopecli.model.memory.conv import history_length
 from hopecli.model.memory.naive import titan_naive
 from hopecli.model.memory.state import TitanGates, TitanState
 
@@ -28,11 +29,21 @@ class SelfModifyingTitan(nn.Module):
     Initialisation: MLP memories W2 ~ N(0, 1/head_dim) (fan-in), W1 ~ N(0, 0.02^2), so
     M starts near the identity through its residual; linear memories S = I + N(0, 0.02^2).
     The rate read-outs start small (N(0, 0.02^2)), their biases at eta_init / alpha_init.
+    With short convolutions (cfg.conv_size > 0) the taps start as a transition: k reads
+    the input one tap back, q and v the current one (plus N(0, 0.02^2)), so on the time
+    axis a memory first stores each patch's previous step -> current step.
+
+    frame_tokens: tokens per frame, the dilation of a time-axis convolution.
     """
 
-    def __init__(self, cfg: TitanConfig) -> None:
+    def __init__(self, cfg: TitanConfig, frame_tokens: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.dilation = 1
+        if cfg.conv_size > 0 and cfg.conv_axis == "time":
+            if frame_tokens is None or frame_tokens < 1:
+                raise ValueError(f"a time-axis convolution needs frame_tokens, got {frame_tokens!r}")
+            self.dilation = frame_tokens
         nb, heads, head_dim = len(cfg.boxes), cfg.heads, cfg.head_dim
         if cfg.kind == "mlp":
             w2 = torch.randn(nb, heads, cfg.hidden_dim, head_dim) / math.sqrt(head_dim)
@@ -47,6 +58,13 @@ class SelfModifyingTitan(nn.Module):
         self.alpha_proj = nn.Parameter(torch.randn(nb, heads, head_dim) * GATE_INIT_STD)
         self.alpha_bias = nn.Parameter(torch.full((nb, heads), cfg.alpha_bias_init))
         self.q_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.static_q else None
+        self.conv_weight = None
+        if cfg.conv_size > 0:
+            taps = torch.randn(3, cfg.conv_size, heads, head_dim) * GATE_INIT_STD
+            taps[0, 0] += 1.0  # q: the current input
+            taps[1, min(1, cfg.conv_size - 1)] += 1.0  # k: one tap back
+            taps[2, 0] += 1.0  # v: the current input
+            self.conv_weight = nn.Parameter(taps)
 
     def initial_state_parameters(self) -> list[nn.Parameter]:
         """The meta-learned initial weights M_box,0, one tensor per layer (all memories stacked)."""
@@ -58,7 +76,11 @@ class SelfModifyingTitan(nn.Module):
             raise ValueError(f"batch_size must be positive, got {batch_size!r}")
         layers = tuple(w.unsqueeze(0).expand(batch_size, *w.shape) for w in self.initial_layers)
         step = torch.zeros(batch_size, dtype=torch.long, device=layers[0].device)
-        return TitanState(layers, step)
+        conv = None
+        if self.conv_weight is not None:
+            width = history_length(self.cfg.conv_size, self.dilation)
+            conv = layers[0].new_zeros(batch_size, 3, self.cfg.heads, width, self.cfg.head_dim)
+        return TitanState(layers, step, conv)
 
     def forward(
         self,
@@ -87,6 +109,8 @@ class SelfModifyingTitan(nn.Module):
         got = [tuple(w.shape) for w in state.layers]
         if got != expected:
             raise ValueError(f"state layers have shapes {got!r}, this memory and batch need {expected!r}")
+        if (state.conv is None) != (self.conv_weight is None):
+            raise ValueError("state and memory disagree on short convolutions: rebuild the state with init_state")
         gates = TitanGates(
             self.eta_proj,
             self.eta_bias,
@@ -94,5 +118,7 @@ class SelfModifyingTitan(nn.Module):
             self.alpha_bias,
             None if self.q_proj is None else self.q_proj.weight,
             tuple(self.initial_layers),
+            self.conv_weight,
+            self.dilation,
         )
         return IMPLS[impl](x, state, gates, self.cfg, chunk_size=chunk_size, update=update)
