@@ -225,6 +225,7 @@ class RunReport:
     # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
     baselines: dict | None = None
     probe: dict | None = None  # hopecli.probe.probe_report, when the store has object states
+    in_context: dict | None = None  # hopecli.incontext.in_context_report, on a hidden-dynamics store
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -368,6 +369,9 @@ def evaluate_runs(
                 from hopecli.probe import probe_report
 
                 report.probe = probe_report(run, steps, store)
+            from hopecli.incontext import in_context_report
+
+            report.in_context = in_context_report(run, store)
         except HopeError as e:  # the store moved or is gone: the run's own numbers still stand
             if probe:
                 raise
@@ -402,6 +406,15 @@ def evaluate_runs(
             report.figure = str(path)
     if out_figure is not None:
         save_comparison(reports, Path(out_figure))
+    with_curves = [r for r in reports if r.in_context is not None]
+    if with_curves and (figures or out_figure is not None):
+        from hopecli.incontext import save_in_context_figure
+
+        path = (Path(out_figure).with_name(Path(out_figure).stem + "_in_context.png") if out_figure is not None
+                else Path(with_curves[0].run) / "in_context.png")
+        save_in_context_figure([r.to_dict() for r in with_curves], path)
+        for r in with_curves:
+            r.in_context["figure"] = str(path)
     return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
             "figure": str(out_figure) if out_figure is not None else None, "warnings": warnings}
 

@@ -242,6 +242,45 @@ def _probe_table(runs: list[dict]) -> Table | None:
     return table
 
 
+def _in_context_table(runs: list[dict]) -> Table | None:
+    """Error per step index on a hidden-dynamics store: ceilings once per family and set of
+    clips, then every run with its memories writing and frozen."""
+    from hopecli.incontext import CEILINGS, LABELS, gap_closed, summary
+
+    with_curves = [r for r in runs if r.get("in_context")]
+    if not with_curves:
+        return None
+    steps = with_curves[0]["in_context"]["steps"]
+    table = Table(title="in-context curve: error of step t predicted from steps < t (teacher forcing); "
+                        "gap closed: share of the gap from the no-context map to in-context LS, from step 2 on")
+    table.add_column("predictor", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    for t in steps:
+        table.add_column(f"{t}", justify="right")
+    table.add_column("mean 2+", justify="right")
+    table.add_column("gap closed", justify="right")
+    families = list(dict.fromkeys(f for r in with_curves for f in r["in_context"]["families"]))
+    for family in families:
+        seen: set[str] = set()
+        for run in with_curves:
+            entry = run["in_context"]["families"].get(family)
+            if entry is None:
+                continue
+            means = summary(entry)
+            key = json.dumps([entry["curves"][name] for name in CEILINGS])
+            if key not in seen:
+                seen.add(key)
+                for name in CEILINGS:
+                    table.add_row(LABELS[name], f"{family} ({entry['clips']})",
+                                  *(_cell(v) for v in entry["curves"][name]), _cell(means[name]),
+                                  _percent(gap_closed(entry, name)), style="dim")
+            for name, suffix in (("model", ""), ("frozen", ", frozen")):
+                table.add_row(_name(run) + suffix, family, *(_cell(v) for v in entry["curves"][name]),
+                              _cell(means[name]), _percent(gap_closed(entry, name)))
+        table.add_section()
+    return table
+
+
 EXAMPLES = [
     ("one run: the summary, then its error matrices and both metric families",
      "hope eval runs/hope --details"),
@@ -309,6 +348,12 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     training clips, reads the object's position off the features of each horizon's
     target: true features (the probe's ceiling), copy-last, and each run's rollout.
 
+    \b
+    In-context curve (a store from `hope synth --dynamics`): every run's error against
+    the step index, with its memories writing and frozen, beside copy, the best
+    no-context map, in-context least squares and the oracle, for every family (the
+    held-out one on all its clips); figure RUN/in_context.png (or beside --out-figure).
+
     Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything.
     """
@@ -317,9 +362,9 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
                            probe=probe)
     err.print(_summary_table(report["runs"]))
-    table = _probe_table(report["runs"])
-    if table is not None:
-        err.print(table)
+    for table in (_probe_table(report["runs"]), _in_context_table(report["runs"])):
+        if table is not None:
+            err.print(table)
     for run in report["runs"]:
         few = few_validation_clips(run)
         if few:
@@ -335,6 +380,8 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     if details:
         _print_details(report)
     figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
+    figures += list(dict.fromkeys(r["in_context"]["figure"] for r in report["runs"]
+                                  if r.get("in_context") and r["in_context"].get("figure")))
     err.print(("" if details else "per-run error matrices and both metric families: --details; ")
               + "figures: " + ", ".join(figures), highlight=False)
     if as_json:

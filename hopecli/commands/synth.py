@@ -1,4 +1,5 @@
-"""`hope synth`: planar push clips from a 2D physics engine, with their sidecars."""
+"""`hope synth`: planar push clips from a 2D physics engine, with their sidecars; or, with
+--dynamics, the in-context benchmark's feature store (hopecli.data.dynamics)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,36 @@ EXAMPLES = [
      "hope synth --out sample_data --single new_friction --regime new_friction=1.5 --seed 0"),
     ("the earlier pipeline's shift study: base and five physics shifts, 12 clips each",
      "hope synth --study --clips 12 --out study"),
+    ("the in-context benchmark: a feature store of hidden-dynamics clips (no video, no encoder)",
+     "hope synth --dynamics --clips 128 --out icl.zarr"),
 ]
+
+
+def _dynamics(out: Path, clips: int, frames: int, seed: int) -> None:
+    """--dynamics: write the hidden-dynamics feature store and say what is in it."""
+    from hopecli.data.dynamics import DynamicsConfig, write_dynamics_store
+
+    if frames % 2 or frames < 6:
+        raise click.BadParameter(f"{frames} frames: --dynamics needs an even number of at least 6 "
+                                 "(two frames a step, as a tubelet store)", param_hint="--frames")
+    cfg = DynamicsConfig(steps=frames // 2, seed=seed)
+    counts = {"linear": clips, "nonlinear": clips, "heldout": max(8, clips // 4)}
+    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True, disable=not err.is_terminal) as progress:
+        bar = progress.add_task("clips", total=sum(counts.values()))
+        write_dynamics_store(out, cfg, counts, on_clip=lambda _: progress.advance(bar))
+    table = Table(title=f"{sum(counts.values())} hidden-dynamics clips in {out} "
+                        f"({cfg.steps} steps x {cfg.patches} patches x {cfg.dim} features)")
+    for column in ("task", "law of every patch", "hidden numbers", "clips"):
+        table.add_column(column)
+    laws = {"linear": "z' = A(theta) z + B a", "nonlinear": "z' = 1.5 tanh(A(theta) z) + B a",
+            "heldout": "z' = A(theta) z + B a, generators of its own"}
+    for family, count in counts.items():
+        table.add_row(family, laws[family], str(cfg.hidden), str(count))
+    err.print(table)
+    err.print("train on linear,nonlinear (`hope train STORE --tasks linear,nonlinear --strategy joint`); "
+              "`hope eval` then shows the in-context curve beside copy, the no-context map, "
+              "in-context least squares and the oracle, heldout included")
 
 
 @click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
@@ -114,8 +144,12 @@ EXAMPLES = [
               help="Base seed; each clip's seed follows from it, its task and its index.")
 @click.option("--single", metavar="NAME", default=None,
               help="Write one clip of the one given regime as OUT/NAME.mp4 (+ NAME.npz).")
+@click.option("--dynamics", is_flag=True,
+              help="Write a feature store (OUT, Zarr) of hidden-dynamics clips instead of videos: "
+                   "the in-context benchmark. --clips each of the linear and nonlinear families, "
+                   "a quarter as many (at least 8) of the held-out family; --frames / 2 steps.")
 def command(out, clips, frames, resolution, fps, frictions, named, study, mass, shape, seed,
-            single):
+            single, dynamics):
     """Simulate planar pushing and write clips with action/state sidecars.
 
     A pusher driven by smooth random commanded displacements pushes a box or disc across
@@ -127,9 +161,21 @@ def command(out, clips, frames, resolution, fps, frictions, named, study, mass, 
     with actions [F, 2], states [F, 2] (pusher position), object_states [F, 3], fps,
     friction, mass, shape, task and seed; a preset's sidecar also records scale, size,
     walls, wall_inset, spin and spin_friction. The same seed always gives the same clips.
+
+    With --dynamics, OUT is a feature store of clips whose every patch follows a hidden
+    law of the clip (a rotation set by a few hidden numbers, linear or through tanh, plus
+    the action): only the clip's own earlier steps reveal it, so `hope eval` can tell
+    whether a predictor learns in context, against copy, the best no-context map,
+    in-context least squares and the oracle.
     """
     from hopecli.data.synth import synth_clips
 
+    if dynamics:
+        if study or frictions or named or single is not None:
+            raise click.UsageError("--dynamics writes its own three families: leave out "
+                                   "--study, --friction, --regime and --single")
+        _dynamics(out, clips, frames, seed)
+        return
     if study:
         if frictions or named or single is not None:
             raise click.UsageError("--study writes its own six regimes: leave out "
