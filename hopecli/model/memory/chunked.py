@@ -52,7 +52,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hopecli.model.memory.activation import gelu, gelu_grad
 from hopecli.model.memory.compiled import CompiledStep
-from hopecli.model.memory.config import TitanConfig
+from hopecli.model.memory.config import GUARD_SCALES, TRUST_RADIUS, TitanConfig
 from hopecli.model.memory.conv import causal_conv
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.naive import NORM_EPS
@@ -237,6 +237,7 @@ class Targets(NamedTuple):
     loss: Tensor
     keys_w: tuple[Tensor, ...]
     factors: tuple[tuple[Tensor, Tensor] | None, ...]
+    target: Tensor  # v_hat per memory and token [B, NB, H, C, dh], at W_c
 
 
 def chunk_targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
@@ -274,7 +275,7 @@ def chunk_targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanCo
         keys_w, factors = (sk * r,), (None,)
     if cfg.update_rule == "dgd":
         taus = tuple(t / 2 for t in taus)
-    return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors)
+    return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors, target)
 
 
 def write_chunk(
@@ -317,6 +318,34 @@ def write_chunk(
             chunks.append(chunk)
             new.append(w0 + chunk.final())
     return tuple(new), chunks
+
+
+def guard_write(layers: tuple[Tensor, ...], after: tuple[Tensor, ...], init: tuple[Tensor, ...],
+                log_alpha: Tensor, k: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+    """naive.guard_write for every memory, head and sample of an MLP chunk at once.
+
+    layers (W_c), after (W') [B, NB, H, out, in]; init (M_0) [NB, H, out, in]; log_alpha
+    [B, NB, H, C]; k [B, H, C, dh] the keys; target [B, NB, H, C, dh].
+    """
+    gamma = log_alpha.to(layers[0].dtype).sum(-1).exp()[..., None, None]  # [B, NB, H, 1, 1]
+    w2, w1 = (w0 + gamma * (w - w0) for w, w0 in zip(layers, init))  # F: the forgetting alone
+    d2, d1 = after[0] - w2, after[1] - w1
+    k1 = k.unsqueeze(1).to(w2.dtype)  # [B, 1, H, C, dh]
+    target = target.to(w2.dtype)
+    start = 0.5 * (k1 + gelu(k1 @ _t(w2)) @ _t(w1) - target).square().sum((-1, -2))  # [B, NB, H]
+    p0, dp = k1 @ _t(w2), k1 @ _t(d2)  # [B, NB, H, C, hidden]
+    scales = torch.tensor(GUARD_SCALES, dtype=w2.dtype, device=w2.device)[:, None, None, None, None, None]
+    act = gelu(p0 + scales * dp)  # [S, B, NB, H, C, hidden]
+    trial_w1 = w1 + scales * d1  # [S, B, NB, H, dh, hidden]
+    err = k1 + act @ _t(trial_w1) - target
+    ok = 0.5 * err.square().sum((-1, -2)) <= start  # [S, B, NB, H]
+    for w, d, w0 in zip((w2, w1), (d2, d1), init):
+        dev = (w - w0) + scales * d  # [S, B, NB, H, out, in]
+        ok = ok & (dev.square().sum((-1, -2)).sqrt() <= TRUST_RADIUS * w.shape[-2] ** 0.5)
+    chosen = torch.zeros_like(start)
+    for i in reversed(range(len(GUARD_SCALES))):  # the largest passing scale is set last
+        chosen = torch.where(ok[i], scales[i, ..., 0, 0, 0], chosen)
+    return tuple(w + chosen[..., None, None] * d for w, d in zip((w2, w1), (d2, d1)))
 
 
 def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tensor) -> Tensor:
@@ -380,6 +409,9 @@ def _chunk_step(
             layers, init, found.keys, found.taus, eta, log_alpha, cfg, found.keys_w, found.factors
         )
         y = read_memory_box(chunks, init, q)
+        if cfg.kind == "mlp":
+            with torch.autocast(x.device.type, enabled=False):
+                new = guard_write(layers, new, init, log_alpha, k, found.target)
     else:
         new = layers
         y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]

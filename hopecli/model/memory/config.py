@@ -14,6 +14,10 @@ CONV_AXES = ("time", "sequence")
 # a write scales a layer's deviation from M_0 along its key by alpha (1 - beta), with
 # beta = eta for gd and 2 eta for dgd
 RULE_ETA_MAX = {"gd": 1.0, "dgd": 0.5}
+# the safeguard of MLP writes (naive.py): the step sizes tried, largest first, and the
+# radius of the trust region around M_0, per layer, in multiples of sqrt(out dim)
+GUARD_SCALES = (1.0, 0.5, 0.25)
+TRUST_RADIUS = 4.0
 
 
 @dataclass

@@ -80,6 +80,25 @@ shared by a chunk: each layer's chunk write is the exact sequence of normalised 
 steps of that layer with its inputs fixed, preconditioned by the chunk's own key Gram
 matrix through the solve, so C correlated keys cannot pile C steps onto one direction.
 
+The safeguard of MLP writes. A chunk linearised at W_c can overshoot once both layers
+move toward its targets, and a memory that learns its own readout M(v) from a residual
+MLP is pulled to cancel the identity, so its weights grow without bound under gd
+(measured: |W - M_0| / |M_0| 0.8 -> 4.6 -> 21 -> 1e6 by frames 1, 8, 16, 31, one-frame
+chunks, 3 of 3 seeds). Every MLP memory therefore keeps its chunk's write only as far as
+it helps. With W' the state the chunk's per-token steps reach, F = M_0 + gamma (W_c - M_0)
+the state its forgetting alone would leave (gamma the product of the chunk's alphas) and
+Delta = W' - F its writes, the state carried to the next chunk is F + s Delta for the
+largest s in GUARD_SCALES (else s = 0) such that
+
+    sum_t l_t(F + s Delta) <= sum_t l_t(F)           (the written pairs' error, targets at W_c)
+    |F + s Delta - M_0|_F <= TRUST_RADIUS sqrt(out)  (every layer: a trust region around M_0)
+
+per sample, memory and head. So no write raises the memory's error on what it wrote, and
+no stream can carry a memory further than the trust region from its meta-learned
+self. The reads inside the chunk see the per-token steps (a token's read cannot depend
+on later tokens); the guard acts on the state carried out of the chunk. Linear memories
+need no guard: their chunk write is the exact per-token recurrence on fixed targets.
+
 Nothing is detached: the outer loss differentiates through every write, the targets and
 the normalisers included, back to M_0 and the rate read-outs.
 
@@ -94,7 +113,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hopecli.model.memory.activation import gelu, gelu_grad
-from hopecli.model.memory.config import TitanConfig
+from hopecli.model.memory.config import GUARD_SCALES, TRUST_RADIUS, TitanConfig
 from hopecli.model.memory.diagnostics import DiagnosticsAccumulator
 from hopecli.model.memory.state import TitanGates, TitanState
 
@@ -161,6 +180,27 @@ def delta_step(w: Tensor, w0: Tensor, key: Tensor, target: Tensor, beta: Tensor,
     return forgotten - beta[..., None, None] * _outer(err, key)
 
 
+def guard_write(before: tuple[Tensor, ...], after: tuple[Tensor, ...], m0: tuple[Tensor, ...],
+                keys: list[Tensor], targets: list[Tensor]) -> tuple[Tensor, ...]:
+    """The safeguard of one MLP memory's chunk write (module docstring).
+
+    before (F, the chunk's forgetting alone), after (W') [B, H, out, in] each; m0
+    [H, out, in] each; keys, targets: the chunk's tokens, [B, H, dh] each.
+    """
+    def error(weights):
+        return sum(0.5 * (memory_read(weights, k) - v).square().sum(-1) for k, v in zip(keys, targets))
+
+    start = error(before)
+    chosen = torch.zeros_like(start)  # [B, H]
+    for scale in reversed(GUARD_SCALES):  # the largest passing scale is set last
+        trial = tuple(b + scale * (a - b) for b, a in zip(before, after))
+        ok = error(trial) <= start
+        for w, w0 in zip(trial, m0):
+            ok = ok & ((w - w0).square().sum((-1, -2)).sqrt() <= TRUST_RADIUS * w.shape[-2] ** 0.5)
+        chosen = torch.where(ok, torch.full_like(chosen, scale), chosen)
+    return tuple(b + chosen[..., None, None] * (a - b) for b, a in zip(before, after))
+
+
 def titan_naive(
     x: Tensor,
     state: TitanState,
@@ -185,6 +225,8 @@ def titan_naive(
         for start in range(0, length, chunk_size):
             base = [tuple(w[:, i] for w in layers) for i in range(len(boxes))]  # W_c per memory
             running = list(base)
+            written = [([], []) for _ in boxes]  # keys and targets of the chunk, per memory
+            kept = torch.ones(batch, len(boxes), heads, dtype=dtype, device=x.device)  # prod of alphas
             for t in range(start, min(start + chunk_size, length)):
                 xt = x[:, t]  # [B, H, dh]
                 read = {box: memory_read(base[i], xt) for i, box in enumerate(boxes) if box != "memory"}
@@ -210,11 +252,14 @@ def titan_naive(
                     else:
                         target = memory_read(base[i], v)
                     keys, taus, factor, loss = write_targets(base[i], k, target, cfg.update_rule)
+                    written[i][0].append(k)
+                    written[i][1].append(target)
                     running[i] = tuple(
                         delta_step(w, w0, key, tau, factor * eta[:, i], alpha[:, i])
                         for w, w0, key, tau in zip(running[i], init[i], keys, taus)
                     )
                     losses.append(loss)
+                kept = kept * alpha
                 diag.add_rates(
                     eta.transpose(0, 1).reshape(len(boxes), -1),
                     alpha.transpose(0, 1).reshape(len(boxes), -1),
@@ -223,6 +268,10 @@ def titan_naive(
                 if not update:
                     running = list(base)
             if update:
+                if cfg.kind == "mlp":
+                    forgotten = [tuple(w0 + kept[:, i, :, None, None] * (w - w0) for w, w0 in zip(base[i], init[i]))
+                                 for i in range(len(boxes))]
+                    running = [guard_write(forgotten[i], running[i], init[i], *written[i]) for i in range(len(boxes))]
                 new = tuple(torch.stack([r[j] for r in running], dim=1) for j in range(len(layers)))
             else:
                 new = layers
