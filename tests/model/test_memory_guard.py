@@ -87,3 +87,25 @@ def test_gd_at_eta_max_stays_bounded_over_64_frames(shape, target: str) -> None:
         deviation = (w - w0).square().sum((-1, -2)).sqrt()
         assert (deviation <= TRUST_RADIUS * w.shape[-2] ** 0.5 * (1 + 1e-5)).all()
     assert any((w - w0).abs().max() > 1e-3 for w, w0 in zip(state.layers, m0))  # it did write
+
+
+@pytest.mark.parametrize("kind, rule, target, conv", [
+    ("linear", "gd", "value", 0), ("linear", "gd", "value", 2), ("mlp", "dgd", "self", 0),
+    ("mlp", "gd", "value", 2), ("mlp", "gd", "self", 2),
+], ids=["L", "L-conv", "H-seeds", "H-value-conv", "H-self-conv"])
+def test_bf16_autocast_stays_within_one_percent_over_32_frames(kind, rule, target, conv) -> None:
+    """The memory runs in fp32 under autocast (bf16 reads drifted up to 25% by frame 32)."""
+    tokens = 34
+    cfg = TitanConfig(dim=64, heads=2, hidden_mult=2.0, kind=kind, update_rule=rule, memory_target=target,
+                      conv_size=conv)
+    torch.manual_seed(0)
+    titan = SelfModifyingTitan(cfg, frame_tokens=tokens)
+    x = torch.randn(2, 32 * tokens, 64).bfloat16().float()  # what a bf16 producer hands over
+    with torch.no_grad():
+        want, _, _ = titan(x, chunk_size=tokens)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, _, _ = titan(x, chunk_size=tokens)
+    for frame in (8, 32):
+        part = slice((frame - 1) * tokens, frame * tokens)
+        rel = (got[:, part].float() - want[:, part]).norm() / want[:, part].norm()
+        assert rel < 0.01, (frame, rel.item())
