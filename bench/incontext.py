@@ -107,6 +107,8 @@ def main() -> None:
         for run in names:
             e = reports[run]["families"][family]
             for curve, label in (("model", run), ("frozen", f"{run}, frozen")):
+                if curve not in e["curves"]:
+                    continue
                 table.add_row(label, family, *(f"{v:.4f}" for v in e["curves"][curve]),
                               f"{summary(e)[curve]:.4f}", f"{gap_closed(e, curve):.0%}")
         table.add_section()

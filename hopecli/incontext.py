@@ -102,22 +102,24 @@ def ceiling_curves(store, train: Sequence[int], clips: Sequence[int]) -> dict[st
 def model_curves(model, store, clips: Sequence[int], *, batch_size: int = 16,
                  device: str = "cpu") -> dict[str, np.ndarray]:
     """Per-clip, per-step teacher-forcing errors [len(clips), T-1] of `model`, with its
-    memories writing ("model") and frozen ("frozen"); the same for a model without
-    memories."""
+    memories writing ("model") and, when it has any, frozen ("frozen")."""
     import torch
 
+    from hopecli.model.blocks import HopeBlock
     from hopecli.train.data import read_batch
     from hopecli.train.losses import normalize_features
 
     was_training = model.training
     model.eval()
-    out: dict[str, list[np.ndarray]] = {"model": [], "frozen": []}
+    out: dict[str, list[np.ndarray]] = {"model": []}
+    if any(isinstance(block, HopeBlock) for block in model.blocks):
+        out["frozen"] = []
     try:
         with torch.no_grad():
             for start in range(0, len(clips), batch_size):
                 batch = read_batch(store, list(clips[start : start + batch_size])).to(device)
                 z = normalize_features(batch.features)
-                for name, update in (("model", True), ("frozen", False)):
+                for name, update in (("model", True), ("frozen", False))[: len(out)]:
                     pred = model(z[:, :-1], batch.actions[:, :-1], batch.states[:, :-1],
                                  update_memory=update).pred
                     out[name].append((pred.float() - z[:, 1:]).abs().mean(dim=(-1, -2)).cpu().numpy())
@@ -170,6 +172,7 @@ def gap_closed(family: dict, name: str) -> float | None:
     return None if gap <= 0 else (s["no_context"] - s[name]) / gap
 
 
+RUN_COLORS = ("tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 CEILING_STYLES = {"copy": ("0.55", ":"), "no_context": ("tab:orange", "--"),
                   "in_context_ls": ("tab:green", "--"), "oracle": ("black", "-.")}
 
@@ -182,7 +185,7 @@ def save_in_context_figure(runs: Sequence[dict], path: Path) -> None:
     plt = _pyplot()
     families = list(dict.fromkeys(f for r in runs for f in r["in_context"]["families"]))
     fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = RUN_COLORS
     for ax, family in zip(axes[0], families):
         first = next(r for r in runs if family in r["in_context"]["families"])
         steps = first["in_context"]["steps"]
@@ -194,10 +197,11 @@ def save_in_context_figure(runs: Sequence[dict], path: Path) -> None:
             entry = run["in_context"]["families"].get(family)
             if entry is None:
                 continue
-            color = colors[(k + 2) % len(colors)]
+            color = colors[k % len(colors)]
             label = Path(run["run"]).name
             ax.plot(steps, entry["curves"]["model"], "o-", color=color, label=label, markersize=3)
-            ax.plot(steps, entry["curves"]["frozen"], "-", color=color, alpha=0.35, label=f"{label}, frozen")
+            if "frozen" in entry["curves"]:
+                ax.plot(steps, entry["curves"]["frozen"], "-", color=color, alpha=0.35, label=f"{label}, frozen")
         trained = "trained on" if first["in_context"]["families"][family]["trained"] else "held out"
         ax.set_title(f"{family} ({trained})", fontsize=10)
         ax.set_xlabel("step predicted (context: the steps before it)")

@@ -85,3 +85,33 @@ def test_synth_dynamics_writes_the_benchmark_store(tmp_path) -> None:
     assert store.attrs["dynamics"]["steps"] == 4
     again = CliRunner().invoke(hope, ["synth", "--dynamics", "--study", "--out", str(out)])
     assert again.exit_code != 0 and "--dynamics writes its own three families" in again.output
+
+
+def test_eval_prints_the_in_context_curve_with_frozen_memories(tmp_path) -> None:
+    """A (barely) trained HOPE run on a hidden-dynamics store: eval's table, JSON and figure
+    carry every ceiling and the run writing and frozen, for the held-out family too."""
+    import json
+
+    import torch
+
+    torch.set_num_threads(1)
+    store = tmp_path / "icl.zarr"
+    write_dynamics_store(store, SMALL, {"linear": 6, "nonlinear": 6, "heldout": 3})
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(hope, [
+        "train", str(store), "--out", str(run), "--preset", "hope_tiny", "--strategy", "joint",
+        "--tasks", "linear,nonlinear", "--steps", "1", "--batch-size", "4", "--val-clips", "2",
+        "--rollout-weight", "0", "--jump-weight", "0", "--horizon", "1", "--threads", "1"])
+    assert trained.exit_code == 0, trained.output
+    result = CliRunner().invoke(hope, ["eval", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["runs"][0]["in_context"]
+    assert report["steps"] == [1, 2, 3, 4]
+    assert set(report["families"]) == {"linear", "nonlinear", "heldout"}
+    held = report["families"]["heldout"]
+    assert held["clips"] == 3 and not held["trained"]
+    assert set(held["curves"]) == {"copy", "no_context", "in_context_ls", "oracle", "model", "frozen"}
+    assert held["curves"]["model"] != held["curves"]["frozen"]  # the memories write at evaluation
+    assert (run / "in_context.png").stat().st_size > 0
+    for words in ("in-context curve", "in-context LS", "oracle", "run, frozen"):
+        assert words in result.stderr

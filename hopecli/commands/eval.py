@@ -275,6 +275,8 @@ def _in_context_table(runs: list[dict]) -> Table | None:
                                   *(_cell(v) for v in entry["curves"][name]), _cell(means[name]),
                                   _percent(gap_closed(entry, name)), style="dim")
             for name, suffix in (("model", ""), ("frozen", ", frozen")):
+                if name not in entry["curves"]:
+                    continue
                 table.add_row(_name(run) + suffix, family, *(_cell(v) for v in entry["curves"][name]),
                               _cell(means[name]), _percent(gap_closed(entry, name)))
         table.add_section()

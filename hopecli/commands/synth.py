@@ -78,8 +78,6 @@ def _summary(regimes: list[Regime], clips: int, mass: float, title: str) -> Tabl
 EXAMPLES = [
     ("three friction regimes of 14 clips each (how sample_data/ was made)",
      "hope synth --out sample_data --clips 14 --regime low=0.1 --regime mid=0.4 --regime high=0.8 --seed 0"),
-    ("one held-out clip at a friction none of them has",
-     "hope synth --out sample_data --single new_friction --regime new_friction=1.5 --seed 0"),
     ("the earlier pipeline's shift study: base and five physics shifts, 12 clips each",
      "hope synth --study --clips 12 --out study"),
     ("the in-context benchmark: a feature store of hidden-dynamics clips (no video, no encoder)",

@@ -22,7 +22,20 @@ hope_tiny training step takes 2.15 s instead of 2.87 s (`bench/train_speed.py`, 
   nearest the budget at full width.
 - hope_multihead: H blocks whose six memories are multi-head (6 heads of 64, each its
   own small MLP, q self-modifying), 12 blocks at hidden multiplier 3.5 (224 hidden
-  units per head; 4.0 would give 11 blocks at 41.4M or 12 at 45.0M).
+  units per head; 4.0 would give 11 blocks at 41.4M or 12 at 45.0M), with the memory
+  settings that learn in context (below).
+
+hope_phase5 and hybrid keep the seeds' memories (conv_size 0, rule dgd, self targets).
+hope_multihead, hope_tiny and hybrid_tiny use what the in-context benchmark measured
+(bench/incontext.py, `hope synth --dynamics`, 300 joint steps, 1 thread; mean error from
+step 2 on, linear / nonlinear / held-out family, against the no-context map 0.388 /
+0.338 / 0.464 and in-context least squares 0.034 / 0.163 / 0.032): without a short
+convolution hope_tiny learns nothing from the clip (0.389 / 0.336 / 0.463, the same
+with its memories frozen), nor does vit_tiny x5 (0.376 / 0.331 / 0.462); a convolution
+over each patch's own time with the seeds' rule (dgd, self targets) reaches 0.132 /
+0.186 / 0.210, and with rule gd and the memory box storing v 0.108 / 0.180 / 0.178
+(frozen: 0.350 / 0.319 / 0.433); the same convolution over the token sequence learns
+nothing (0.385 / 0.340 / 0.464).
 
 Every full-size preset uses drop path 0.1 (rising linearly from 0 over the depth).
 """
@@ -38,6 +51,10 @@ from hopecli.model.memory import TitanConfig
 from hopecli.model.predictor import Predictor
 
 _PHASE5_MEMORY = {"heads": 1, "hidden_mult": 4.0, "kind": "mlp", "update_rule": "dgd", "static_q": True}
+# what learns the clip in context (bench/incontext.py, hope_tiny at 300 steps): a short
+# convolution over each patch's own time (k reads the previous step, v and q the current
+# one), rule gd, and a memory box that stores v itself
+_IN_CONTEXT = {"conv_size": 2, "conv_axis": "time", "update_rule": "gd", "memory_target": "value"}
 _CMS = {"cms_hidden_mults": (2.0, 2.5, 3.0), "cms_periods": (1, 4, 16)}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -63,7 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hope_multihead": {
         "dim": 384,
         "pattern": "H" * 12,
-        "memory": {"heads": 6, "hidden_mult": 3.5, "kind": "mlp", "update_rule": "dgd", "static_q": False},
+        "memory": {"heads": 6, "hidden_mult": 3.5, "kind": "mlp", "static_q": False, **_IN_CONTEXT},
         **_CMS,
         "spatial_mixing": True,
         "drop_path": 0.1,
@@ -73,8 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hope_tiny": {
         "dim": 64,
         "pattern": "HH",
-        "memory": {"heads": 2, "hidden_mult": 2.0, "kind": "mlp", "update_rule": "dgd", "static_q": False,
-                   "checkpoint_chunks": False},
+        "memory": {"heads": 2, "hidden_mult": 2.0, "kind": "mlp", "static_q": False,
+                   "checkpoint_chunks": False, **_IN_CONTEXT},
         "cms_hidden_mults": (1.0, 1.5),
         "cms_periods": (1, 4),
         "spatial_mixing": True,
@@ -86,8 +103,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pattern": "THT",
         "num_heads": 4,
         "mlp_ratio": 2.0,
-        "memory": {"heads": 2, "hidden_mult": 2.0, "kind": "mlp", "update_rule": "dgd", "static_q": False,
-                   "checkpoint_chunks": False},
+        "memory": {"heads": 2, "hidden_mult": 2.0, "kind": "mlp", "static_q": False,
+                   "checkpoint_chunks": False, **_IN_CONTEXT},
         "cms_hidden_mults": (1.0, 1.5),
         "cms_periods": (1, 4),
         "spatial_mixing": True,

@@ -52,8 +52,9 @@ def test_future_frames_do_not_change_past_predictions(pattern: str, which: str) 
 @pytest.mark.parametrize("pattern", ["HH", "LL"])
 def test_memory_carries_earlier_frames_within_one_forward(pattern: str) -> None:
     """Without attention or spatial mixing every layer but the memory is per token, so
-    frame 2 can depend on frame 0 only through memory updates inside the forward."""
-    model = tiny(pattern, spatial_mixing=False)
+    frame 2 can depend on frame 0 only through memory updates inside the forward (the
+    short convolutions are off: they are a path of their own, tested below)."""
+    model = tiny(pattern, spatial_mixing=False, memory={"conv_size": 0})
     x = inputs()
     changed = (x[0].clone(), x[1], x[2])
     changed[0][:, 0] += 3.0
@@ -64,6 +65,23 @@ def test_memory_carries_earlier_frames_within_one_forward(pattern: str) -> None:
         ).abs().max()
     assert delta > 1e-4
     assert frozen == 0
+
+
+@pytest.mark.parametrize("pattern", ["H", "L"])
+def test_time_convolution_reaches_exactly_its_taps_back(pattern: str) -> None:
+    """One block, frozen memories, a convolution of 2 taps on the time axis: a frame sees
+    the same patch one step back and no further, and never another patch's past."""
+    model = tiny(pattern, spatial_mixing=False, memory={"conv_size": 2, "conv_axis": "time"})
+    x = inputs()
+    with torch.no_grad():
+        base = model(*x, update_memory=False).pred
+        for frame, reaches in ((1, True), (0, False)):
+            changed = (x[0].clone(), x[1], x[2])
+            changed[0][:, frame, 0] += 3.0  # patch 0 only
+            out = model(*changed, update_memory=False).pred
+            moved = (out[:, 2] - base[:, 2]).abs().amax(dim=(0, 2))  # per patch of frame 2
+            assert (moved[0] > 1e-4) == reaches
+            assert (moved[1:] == 0).all()  # the other patches' step-2 outputs stay put
 
 
 def test_jump_prediction_depends_on_target_step_and_trains_target_embedding() -> None:
@@ -164,10 +182,12 @@ def test_one_frame_jump_prediction_uses_the_memory(pattern: str) -> None:
 
 
 def test_l_blocks_are_the_gated_delta_rule() -> None:
-    cfg = preset_config("hybrid_tiny", pattern="LH", input_dim=D_IN, patches_per_step=P)
+    cfg = preset_config("hope_multihead", pattern="LH", input_dim=D_IN, patches_per_step=P,
+                        memory={"memory_target": "self", "update_rule": "dgd"})
     linear, hope = cfg.memory_config("L"), cfg.memory_config("H")
     assert (linear.kind, linear.update_rule, linear.memory_target) == ("linear", "gd", "value")
-    assert hope.memory_target == "self"
+    assert (linear.conv_size, linear.conv_axis) == (hope.conv_size, hope.conv_axis) == (2, "time")
+    assert (hope.kind, hope.memory_target, hope.update_rule) == ("mlp", "self", "dgd")
 
 
 @pytest.mark.parametrize("pattern", ["T", "H"])
