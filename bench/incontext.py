@@ -45,7 +45,7 @@ def train(name: str, args, store: Path) -> tuple[str, float]:
     out = args.out / name
     if (out / "results.json").exists() and json.loads((out / "results.json").read_text()).get("complete"):
         return name, 0.0
-    cmd = [sys.executable, "-m", "hopecli.cli", "train", str(store), "--out", str(out), *RUNS[name],
+    cmd = [sys.executable, "-c", "from hopecli.cli import main; main()", "train", str(store), "--out", str(out), *RUNS[name],
            "--strategy", "joint", "--tasks", "linear,nonlinear", "--steps", str(args.steps // 2),
            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--val-clips", str(args.val_clips),
            "--seed", str(args.seed), "--threads", "1", "--compile", "off", "--rollout-weight", "0",
