@@ -9,8 +9,8 @@ The memory box of one head (head_dim 64; MLP hidden 4x) writes a stream of frame
 --tokens tokens with memory_target "value" (it learns v_t itself), fixed eta and the
 shipped alpha_init; cells above the rule's shipped eta_max (1 for gd, 0.5 for dgd) are
 shown in parentheses, the shipped eta_init in bold; every write goes through the product's chunked path
-(hopecli.model.memory.chunked: chunk_targets, write_chunk), so what is measured is the
-rule the predictor runs. The initial state is the module's own initialisation (MLP near
+(hopecli.model.memory.chunked: chunk_targets, write_chunk, and guard_write for MLP
+memories), so what is measured is the rule the predictor runs. The initial state is the module's own initialisation (MLP near
 the identity, linear S = I + noise).
 
 Tasks, each frame drawn from a fixed set of pairs (values are unit vectors, as the
@@ -41,7 +41,7 @@ from rich.table import Table
 
 from rich.console import Console
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig
-from hopecli.model.memory.chunked import chunk_targets, write_chunk
+from hopecli.model.memory.chunked import chunk_targets, guard_write, write_chunk
 from hopecli.model.memory.naive import memory_read
 
 HEAD_DIM = 64
@@ -107,10 +107,12 @@ def run_cell(memory: Memory, task: str, shared: float, chunk: int, eta: float, a
         for s in range(0, args.tokens, chunk):
             kc, vc = k[:, :, s : s + chunk], v[:, :, s : s + chunk]
             shape = (args.samples, 1, 1, kc.shape[2])
-            ks, taus = chunk_targets(layers, kc, vc, cfg)[:2]
-            layers, _ = write_chunk(
-                layers, init, ks, taus, torch.full(shape, eta), torch.full(shape, log_alpha), cfg
-            )
+            found = chunk_targets(layers, kc, vc, cfg)
+            decay = torch.full(shape, log_alpha)
+            new, _ = write_chunk(layers, init, found.keys, found.taus, torch.full(shape, eta), decay, cfg)
+            if memory.kind == "mlp":  # the product's safeguard of MLP writes
+                new = guard_write(layers, new, init, decay, kc, found.target)
+            layers = new
         e = specific_error(layers, keys, values)
         if not torch.isfinite(e).all() or (e > 10 * start).any():
             diverged = True
