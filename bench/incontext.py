@@ -35,6 +35,8 @@ RUNS = {
     "hope_tiny": ["--preset", "hope_tiny"],
     "hope_tiny_seeds": ["--preset", "hope_tiny", "--conv-size", "0", "--memory-target", "self",
                         "--update-rule", "dgd"],
+    "conv_seeds_rule": ["--preset", "hope_tiny", "--memory-target", "self", "--update-rule", "dgd"],
+    "conv_sequence": ["--preset", "hope_tiny", "--conv-axis", "sequence"],
     "gdn_tiny": ["--preset", "hope_tiny", "--pattern", "LL"],
     "hybrid_tiny": ["--preset", "hybrid_tiny"],
     "vit_tiny5": ["--preset", "vit_tiny", "--pattern", "TTTTT"],
