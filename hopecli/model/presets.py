@@ -29,13 +29,13 @@ hope_phase5 and hybrid keep the seeds' memories (conv_size 0, rule dgd, self tar
 hope_multihead, hope_tiny and hybrid_tiny use what the in-context benchmark measured
 (bench/incontext.py, `hope synth --dynamics`, 300 joint steps, 1 thread; mean error from
 step 2 on, linear / nonlinear / held-out family, against the no-context map 0.388 /
-0.338 / 0.464 and in-context least squares 0.034 / 0.163 / 0.032): without a short
-convolution hope_tiny learns nothing from the clip (0.389 / 0.336 / 0.463, the same
-with its memories frozen), nor does vit_tiny x5 (0.376 / 0.331 / 0.462); a convolution
-over each patch's own time with the seeds' rule (dgd, self targets) reaches 0.132 /
-0.186 / 0.210, and with rule gd and the memory box storing v 0.108 / 0.180 / 0.178
-(frozen: 0.350 / 0.319 / 0.433); the same convolution over the token sequence learns
-nothing (0.385 / 0.340 / 0.464).
+0.338 / 0.468 and in-context least squares 0.034 / 0.163 / 0.033): without a short
+convolution hope_tiny learns nothing from the clip (0.389 / 0.335 / 0.466, the same with
+its memories frozen), nor does vit_tiny x5 (0.376 / 0.331 / 0.465); a convolution over
+each patch's own time with the seeds' rule (dgd, self targets) reaches 0.132 / 0.186 /
+0.213, and with rule gd and the memory box storing v 0.108 / 0.180 / 0.182 (frozen:
+0.350 / 0.319 / 0.437); the same convolution over the token sequence learns nothing
+(0.385 / 0.340 / 0.468).
 
 Every full-size preset uses drop path 0.1 (rising linearly from 0 over the depth).
 """
