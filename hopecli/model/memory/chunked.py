@@ -333,8 +333,8 @@ def guard_write(layers: tuple[Tensor, ...], after: tuple[Tensor, ...], init: tup
     d2, d1 = after[0] - w2, after[1] - w1
     k1 = k.unsqueeze(1).to(w2.dtype)  # [B, 1, H, C, dh]
     target = target.to(w2.dtype)
-    start = 0.5 * (k1 + gelu(k1 @ _t(w2)) @ _t(w1) - target).square().sum((-1, -2))  # [B, NB, H]
     p0, dp = k1 @ _t(w2), k1 @ _t(d2)  # [B, NB, H, C, hidden]
+    start = 0.5 * (k1 + gelu(p0) @ _t(w1) - target).square().sum((-1, -2))  # [B, NB, H]
     scales = torch.tensor(GUARD_SCALES, dtype=w2.dtype, device=w2.device)[:, None, None, None, None, None]
     act = gelu(p0 + scales * dp)  # [S, B, NB, H, C, hidden]
     trial_w1 = w1 + scales * d1  # [S, B, NB, H, dh, hidden]
@@ -411,8 +411,7 @@ def _chunk_step(
         )
         y = read_memory_box(chunks, init, q)
         if cfg.kind == "mlp":
-            with torch.autocast(x.device.type, enabled=False):
-                new = guard_write(layers, new, init, log_alpha, k, found.target)
+            new = guard_write(layers, new, init, log_alpha, k, found.target)
     else:
         new = layers
         y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
