@@ -220,6 +220,7 @@ class RunReport:
     complete: bool
     figure: str | None = None
     val_clips: dict[str, int] | None = None  # validation clips per partition (None: older runs)
+    name: str | None = None  # the shortest trailing part of `run` that tells it from the others
     # copy-last / context-mean on the run's validation clips (hopecli.baselines), None
     # when the run's store is not at hand: {name: {"teacher_forcing": {task: e}, "jump":
     # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
@@ -344,12 +345,18 @@ def evaluate_runs(
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
+    from hopecli import intervals
     from hopecli.baselines import relative_to
+    from hopecli.train.seeds import expand_runs
 
+    runs = expand_runs(runs)
+    names = intervals.short_names(runs)
     reports = []
     warnings: list[str] = []
-    for run in runs:
+    all_results = []
+    for run, name in zip(runs, names):
         results = load_results(run)
+        all_results.append(results)
         per_horizon = results.get("horizon")
         if horizon is not None or store is not None:
             per_horizon = measure_horizon(run, horizon, store)
@@ -358,7 +365,7 @@ def evaluate_runs(
             tasks=list(results["tasks"]), experiences=[e["name"] for e in results["experiences"]],
             R=json_safe(results["R"]), metrics=run_metrics(results), stream=run_stream_metrics(results),
             horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
-            val_clips=results.get("val_clips"),
+            val_clips=results.get("val_clips"), name=name,
         ))
         report = reports[-1]
         steps = (per_horizon or {}).get("steps") or 1
@@ -381,11 +388,11 @@ def evaluate_runs(
                 if report.metrics[kind] is not None:
                     report.metrics[kind]["vs_copy"] = relative_to(report.metrics[kind]["avg_error"], copy[kind])
     baselines = {}
+    base_results: dict[str, list[dict]] = {}
     if naive is not None:
-        base = {name: run_metrics(load_results(path)) for name, path in (("naive", naive), ("joint", joint))}
         for name, path in (("naive", naive), ("joint", joint)):
-            baselines[name] = {"run": str(path), "avg_error": {
-                k: (base[name][k] or {}).get("avg_error") for k in ERROR_KINDS}}
+            base_results[name] = [load_results(p) for p in expand_runs([path])]
+            baselines[name] = {"run": str(path), "avg_error": _mean_avg_error(base_results[name])}
         pairs = {k: (baselines["naive"]["avg_error"][k], baselines["joint"]["avg_error"][k]) for k in ERROR_KINDS}
         baselines["gap_undefined"] = [k for k, (nv, jt) in pairs.items() if None not in (nv, jt) and nv <= jt]
         for report in reports:
@@ -395,6 +402,12 @@ def evaluate_runs(
                 if m is None or None in (m["avg_error"], nv, jt):
                     continue
                 m["gap_closed"] = gap_closed(m["avg_error"], nv, jt)
+    groups = intervals.seed_groups(runs, names, all_results, [r.metrics for r in reports],
+                                   base_results.get("naive"), base_results.get("joint"))
+    compared = dict(zip(names, all_results))
+    for name in base_results:
+        compared.setdefault(f"--{name} {baselines[name]['run']}", base_results[name][0])
+    warnings += intervals.budget_differences(compared)
     if figures:
         for report in reports:
             path = Path(report.run) / "eval.png"
@@ -402,8 +415,17 @@ def evaluate_runs(
             report.figure = str(path)
     if out_figure is not None:
         save_comparison(reports, Path(out_figure))
-    return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
+    return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None, "groups": groups,
             "figure": str(out_figure) if out_figure is not None else None, "warnings": warnings}
+
+
+def _mean_avg_error(runs: list[dict]) -> dict[str, float | None]:
+    """Avg Error per error kind, averaged over a baseline's seed runs (results.json dicts)."""
+    out = {}
+    for kind in ERROR_KINDS:
+        values = [(run_metrics(r)[kind] or {}).get("avg_error") for r in runs]
+        out[kind] = None if any(v is None for v in values) else float(np.mean(values))
+    return out
 
 
 def save_figure(reports: Sequence[RunReport], path: Path) -> None:
@@ -413,7 +435,7 @@ def save_figure(reports: Sequence[RunReport], path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(len(reports), 4, figsize=(19, 3.8 * len(reports)), squeeze=False)
     for row, report in zip(axes, reports):
-        name = Path(report.run).name
+        name = report.name or Path(report.run).name
         for ax, kind in zip(row[:2], ERROR_KINDS):
             _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error on each partition\n"
                                        "after each experience")
@@ -455,7 +477,7 @@ def comparison_figure(reports: Sequence[RunReport]):
     fig = plt.figure(figsize=(max(16, 4.2 * n), 9.5), layout="constrained")  # room for the colour bars
     upper, lower = fig.subfigures(2, 1)  # three shared panels on top, one heat map per run below
     bars, horizon, probe = upper.subplots(1, 3)
-    names = [Path(r.run).name for r in reports]
+    names = [r.name or Path(r.run).name for r in reports]
 
     keys = ("avg_error", "forgetting", "plasticity")
     width = 0.8 / max(n, 1)
@@ -491,7 +513,7 @@ def comparison_figure(reports: Sequence[RunReport]):
         probe.plot(steps, first["mean"]["true_features"], color="0.6", lw=2.5, label="true features (probe ceiling)")
         probe.plot(steps, first["mean"]["copy_last"], "k--", lw=1.5, label="copy-last")
         for k, report in with_probe:
-            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}", label=Path(report.run).name)
+            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}", label=report.name or Path(report.run).name)
         probe.set_ylabel(f"object position error\n({first['units']})")
         probe.legend(fontsize=7)
     else:

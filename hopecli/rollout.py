@@ -323,7 +323,18 @@ class RolloutResult:
             "baselines": self.baselines,
             "mean_l1_vs_copy": None if self.errors is None or copy is None
             else relative_to(float(np.mean(self.errors)), float(np.mean(copy))),
+            "vs_best_baseline": None if self.errors is None or not self.baselines
+            else self.versus_best_baseline().to_dict(),
         }
+
+    def versus_best_baseline(self):
+        """The rollout's per-horizon errors against the better baseline's (copy-last or
+        context-mean, by mean), paired by horizon (hopecli.verdict)."""
+        from hopecli.baselines import LABELS
+        from hopecli.verdict import best_baseline, compare
+
+        best = best_baseline(self.baselines)
+        return compare(self.errors, self.baselines[best], LABELS[best])
 
 
 def rollout_clip(

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import compile_option, threads_option
+from hopecli.commands.options import threads_option, train_compile_option
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import KINDS, RULES, TARGETS, TitanConfig
@@ -296,20 +296,16 @@ def _given(ctx: click.Context, names) -> list[str]:
 
 
 EXAMPLES = [
-    ("the CPU-sized HOPE predictor on three friction regimes, one after another; the last 3 clips "
-     "of each (of the sample data's 14) held out",
+    ("the CPU-sized HOPE predictor on three friction regimes, one after another, under three seeds "
+     "(runs/hope/seed0..seed2, for `hope eval runs/hope`); the last 3 clips of each held out",
      "hope train demo_out/sample.zarr --out runs/hope --preset hope_tiny --tasks low,mid,high "
-     "--steps 100 --batch-size 8 --lr 6e-3 --val-clips 3"),
-    ("the ViT baseline with hope_tiny's parameter count (5 T blocks), trained under three seeds "
-     "into runs/vit/seed0..seed2 for `hope eval runs/vit`",
-     "hope train demo_out/sample.zarr --out runs/vit --preset vit_tiny --pattern TTTTT --tasks low,mid,high "
      "--steps 100 --batch-size 8 --lr 6e-3 --val-clips 3 --seeds 0,1,2"),
     ("the earlier pipeline's study: a base experience, then five physics shifts, the last 100 clips of each held out",
      "hope train study.zarr --out runs/hope --base-task base "
      "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
      "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
     ("repeat a run from its saved configuration with another seed (flags override the file)",
-     "hope train --config runs/hope/config.json --out runs/hope_seed1 --seed 1"),
+     "hope train --config runs/hope/seed0/config.json --out runs/hope7 --seed 7"),
 ]
 
 # the --help panels, in order; every option of the command belongs to one (a test checks)
@@ -339,12 +335,13 @@ PANELS = {
               help="Print the fully resolved configuration as JSON (usable as --config) and exit.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint "
               "with its saved configuration.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Predictor preset; the model options below override its fields. vit_tiny with --pattern TTTTT "
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, metavar="NAME",
+              help=f"Predictor preset, one of {', '.join(sorted(PRESETS))}; the model options below override "
+                   "its fields. vit_tiny with --pattern TTTTT "
                    "is the ViT with hope_tiny's parameter count (the demo's baseline). [default: hope_phase5 "
                    "on a GPU, hope_tiny on a CPU]")
 @threads_option
-@compile_option
+@train_compile_option
 def command(store, run_dir, config_file, print_config, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 

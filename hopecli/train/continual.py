@@ -139,6 +139,11 @@ def _evaluate_tasks(model, store, protocol: Protocol, cfg: TrainConfig, world: W
                               horizon=horizon, jump_k=cfg.loss.jump_k) for t in protocol.tasks}
 
 
+def _means(per_task: dict) -> dict:
+    """evaluate_clips' results without the per-clip errors (what metrics.jsonl logs)."""
+    return {t: {k: v for k, v in e.items() if k != "per_clip"} for t, e in per_task.items()}
+
+
 def _row(per_task: dict, kind: str) -> list[float | None]:
     return [_finite_or_none(per_task[t][kind]) for t in per_task]
 
@@ -266,7 +271,7 @@ def train(
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)
                 progress["initial"] = {k: _row(per_task, k) for k in ERRORS}
                 if log:
-                    log.write({"kind": "eval", "step": 0, "experience": -1, "errors": per_task})
+                    log.write({"kind": "eval", "step": 0, "experience": -1, "errors": _means(per_task)})
             for exp in protocol.experiences[progress["experience"]:]:
                 def periodic(step: int, global_step: int) -> None:
                     progress.update(step=step, global_step=global_step)
@@ -283,7 +288,8 @@ def train(
                 progress.update(experience=exp.index + 1, step=0, global_step=global_step)
                 checkpoint(f"experience-{exp.index}")
                 if world.is_main:
-                    log.write({"kind": "eval", "step": global_step, "experience": exp.index, "errors": per_task})
+                    log.write({"kind": "eval", "step": global_step, "experience": exp.index,
+                               "errors": _means(per_task)})
                     write_json(run_dir / RESULTS, _results(protocol, cfg, progress, None))
                     _print_row(reporter, exp, per_task)
             reporter.print(f"measuring the error per rollout horizon (1..{horizon} steps)")
@@ -294,6 +300,9 @@ def train(
     per_horizon = {"steps": horizon, "tasks": {t: [_finite_or_none(e) for e in per_task[t]["horizon"]]
                                                for t in protocol.tasks}}
     results = _results(protocol, cfg, progress, per_horizon)
+    # the final model's error on every validation clip, for the intervals of `hope eval`
+    results["clip_errors"] = {k: {t: [_finite_or_none(e) for e in per_task[t]["per_clip"][k]] for t in protocol.tasks}
+                              for k in ERRORS}
     if world.is_main:
         write_json(run_dir / RESULTS, results)
         learning_curve(run_dir)

@@ -7,6 +7,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -48,16 +49,18 @@ def test_plan_prints_three_energies_and_a_verdict(runs, clips_dir, tmp_path):
         f"  the clip's own actions:  {energies['own']:.6f}",
         f"  zero actions:            {energies['zero']:.6f}",
     ]
-    names = (("own", "the clip's own actions"), ("zero", "zero actions"))
-
-    def named(key, name):
-        return f"{name} ({100 * (energies['planned'] - energies[key]) / energies[key]:+.2g}%)"
-
-    beaten = [named(key, name) for key, name in names if energies["planned"] < energies[key]]
-    missed = [named(key, name) for key, name in names if energies["planned"] >= energies[key]]
-    expected = (f"planning got closer to the goal than {' and '.join(beaten)}" if not missed
-                else f"planning did not get closer to the goal than {' and '.join(missed)}")
-    assert lines[start + 4] == expected
+    verdicts = json.loads(result.stdout)["plan"]["verdicts"]
+    words = {"better": "got closer to the goal than", "worse": "ended farther from the goal than",
+             "no clear difference": "made no clear difference against"}
+    for offset, (key, name) in enumerate((("own", "the clip's own actions"), ("zero", "zero actions")), start=4):
+        v = verdicts[key]
+        assert v["reference"] == name and v["items"] == 4  # the store's 4 patches pair the energies
+        assert v["relative"] == pytest.approx((energies["planned"] - energies[key]) / energies[key], rel=1e-4)
+        assert lines[start + offset] == (
+            f"planning {words[v['outcome']]} {name}: energy {100 * v['relative']:+.1f}% vs {name}: {v['outcome']} "
+            f"(paired sign-flip test over 4 patches, p = {v['p_value']:.2g})")
+        # 4 patches give 16 sign flips: p is at least 2/16, never below 0.05, so never a verdict
+        assert v["outcome"] == "no clear difference" and v["p_value"] >= 2 / 16
     assert "rollout of clip1.mp4#0 from 2 context step(s), planned actions" in lines
     assert ("CEM planning toward " + str(clips_dir / "clip0.mp4") + " (6 samples, top 2, 2 iterations, "
             "horizon 2)") in lines
