@@ -88,7 +88,7 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
 
     from hopecli.errors import InputError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import load_clips, load_run, rollout_clip, rollout_figure, write_prediction
+    from hopecli.rollout import goal_frame, load_clips, load_run, rollout_clip, rollout_figure, write_prediction
 
     if (clip is None) == (store is None):
         raise click.UsageError("give --clip VIDEO or --store STORE --index I")
@@ -139,7 +139,8 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
         err.print(f"predictions -> {out}", soft_wrap=True)
     if png is not None:
         rollout_figure(the_clip, result, tuple(run.model.config.grid), png,
-                       goal=None if goal_features is None else goal_features.cpu().numpy())
+                       goal=None if goal_features is None else goal_features.cpu().numpy(),
+                       goal_image=goal_frame(goal, run) if plan else None)
         err.print(f"figure -> {png}", soft_wrap=True)
     if as_json:
         click.echo(dumps_report(report))
