@@ -525,7 +525,8 @@ def comparison_figure(reports: Sequence[RunReport]):
         probe.plot(steps, first["mean"]["true_features"], color="0.6", lw=2.5, label="true features (probe ceiling)")
         probe.plot(steps, first["mean"]["copy_last"], label="copy-last", **BASELINE_STYLES["copy_last"])
         for k, report in with_probe:
-            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}", label=report.name or Path(report.run).name)
+            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}",
+                       label=report.name or Path(report.run).name)
         probe.set_ylabel(f"object position error\n({first['units']})")
         probe.legend(fontsize=7)
     else:

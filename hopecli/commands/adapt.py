@@ -27,7 +27,8 @@ EXAMPLES = [
 # the --help panels, in order; every option belongs to one (tests/test_help.py checks)
 PANELS = [
     ("Run and clips", ["--run", "--store", "--index", "--weights", "--which", "--clip"]),
-    ("Adaptation", ["--method", "--cms-online", "--cms-lr", "--tta-lr", "--tta-every", "--baseline", "--init-state", "--carry"]),
+    ("Adaptation", ["--method", "--cms-online", "--cms-lr", "--tta-lr", "--tta-every", "--baseline",
+                    "--init-state", "--carry"]),
     ("Output", ["--save", "--png", "--json"]),
     ("Resources", ["--device", "--threads", "--compile", "--help"]),
 ]

@@ -29,8 +29,10 @@ EXAMPLES = [
 
 # the --help panels, in order; every option belongs to one (tests/test_help.py checks)
 PANELS = [
-    ("Run and clip", ["--run", "--store", "--index", "--weights", "--which", "--clip", "--context", "--actions", "--init-state"]),
-    ("Planning", ["--plan", "--goal", "--mpc-steps", "--samples", "--top-k", "--iterations", "--horizon", "--max-action", "--seed"]),
+    ("Run and clip", ["--run", "--store", "--index", "--weights", "--which", "--clip", "--context",
+                      "--actions", "--init-state"]),
+    ("Planning", ["--plan", "--goal", "--mpc-steps", "--samples", "--top-k", "--iterations", "--horizon",
+                  "--max-action", "--seed"]),
     ("Output", ["--out", "--png", "--json"]),
     ("Resources", ["--device", "--threads", "--compile", "--help"]),
 ]
