@@ -405,9 +405,14 @@ def evaluate_runs(
     groups = intervals.seed_groups(runs, names, all_results, [r.metrics for r in reports],
                                    base_results.get("naive"), base_results.get("joint"))
     compared = dict(zip(names, all_results))
-    for name in base_results:
-        compared.setdefault(f"--{name} {baselines[name]['run']}", base_results[name][0])
-    warnings += intervals.budget_differences(compared)
+    splits = {name: intervals.validation_names(run) for name, run in zip(names, runs)}
+    for name, path in (("naive", naive), ("joint", joint)):
+        if path is not None:
+            first = expand_runs([path])[0]
+            compared.setdefault(f"--{name} {path}", base_results[name][0])
+            splits.setdefault(f"--{name} {path}", intervals.validation_names(first))
+    known = {k: v for k, v in splits.items() if v is not None}
+    warnings += intervals.budget_differences(compared, known if len(known) == len(splits) else None)
     if figures:
         for report in reports:
             path = Path(report.run) / "eval.png"

@@ -201,8 +201,9 @@ def gap_intervals(model: Sequence[dict], naive: Sequence[dict], joint: Sequence[
     return out
 
 
-def budget_differences(results: dict[str, dict]) -> list[str]:
-    """Warnings when runs (name -> results.json) had other step budgets or validation clips."""
+def budget_differences(results: dict[str, dict], val_names: dict[str, dict] | None = None) -> list[str]:
+    """Warnings when runs (name -> results.json) had other step budgets or validation clips
+    (their number, or, given `val_names` (name -> split.json's "val"), which clips)."""
     warnings = []
     budgets = {name: sum(e["steps"] for e in r["experiences"]) for name, r in results.items()}
     if len(set(budgets.values())) > 1:
@@ -214,7 +215,19 @@ def budget_differences(results: dict[str, dict]) -> list[str]:
         listed = ", ".join(f"{n} {sum((r.get('val_clips') or {}).values())}" for n, r in results.items())
         warnings.append(f"the runs were validated on different numbers of clips ({listed} in all); "
                         "their errors are not on the same clips")
+    elif val_names and len({json.dumps(v, sort_keys=True) for v in val_names.values()}) > 1:
+        warnings.append(f"the runs were validated on different clips ({', '.join(val_names)}; e.g. "
+                        "--val-fraction draws them with the seed); train with --val-clips to compare "
+                        "them on the same clips")
     return warnings
+
+
+def validation_names(run: Path) -> dict | None:
+    """The validation clips of a run by partition (split.json), None when it has none."""
+    from hopecli.train.rundir import SPLIT
+
+    path = Path(run) / SPLIT
+    return read_json(path).get("val") if path.is_file() else None
 
 
 def seed_groups(runs: Sequence[Path], names: Sequence[str], results: Sequence[dict], metrics: Sequence[dict],

@@ -100,3 +100,11 @@ def test_different_budgets_and_validation_clips_are_named():
     assert warnings[0].startswith("the runs trained for different numbers of steps (vit 100, vit_long 300)")
     assert warnings[1].startswith("the runs were validated on different numbers of clips (vit 3, vit_long 4")
     assert intervals.budget_differences({"vit": a, "again": _results({"a": [0.2] * 3}, steps=100)}) == []
+
+
+def test_the_same_number_of_other_clips_is_named_too():
+    a, b = _results({"a": [0.1] * 3}, steps=100), _results({"a": [0.2] * 3}, steps=100)
+    names = {"s0": {"a": ["a/1", "a/2", "a/3"]}, "s1": {"a": ["a/1", "a/2", "a/4"]}}
+    assert intervals.budget_differences({"s0": a, "s1": b}, names)[0].startswith(
+        "the runs were validated on different clips (s0, s1; e.g. --val-fraction draws them with the seed)")
+    assert intervals.budget_differences({"s0": a, "s1": b}, {"s0": names["s0"], "s1": names["s0"]}) == []
