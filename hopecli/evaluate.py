@@ -342,6 +342,12 @@ def evaluate_runs(
     context-mean baselines are measured on every run's validation clips; `probe` (None:
     whenever the store has object states) scores the object's position through a linear
     probe (hopecli.probe).
+
+    A seeds folder (`hope train --seeds`) stands for its seed runs, in runs and as a
+    baseline (whose Avg Error is then the mean over its seeds). "groups" holds one entry
+    per configuration (runs that differ only by seed): every metric and Gap Closed as a
+    mean with a 95% interval (hopecli.intervals); "warnings" names unequal step budgets
+    or validation clips among the compared runs.
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")

@@ -146,3 +146,17 @@ def test_compile_help_of_commands_that_do_not_train_speaks_of_no_training_run(na
     assert "250" not in option.help and "training steps" not in option.help
     train = next(p for p in _command("train").params if p.name == "compile")
     assert "250 steps or more" in train.help and "with a warning" in train.help
+
+
+def test_the_parameter_matched_vit_is_named_in_the_preset_help():
+    """vit_tiny at --pattern TTTTT has hope_tiny's parameter count (the demo's ViT baseline):
+    within 1% at the embedded encoder's width (192) and 64 patches, as the help says."""
+    from hopecli.model.presets import preset_config
+    from hopecli.train.estimate import count_parameters
+
+    option = next(p for p in _command("train").params if p.name == "preset")
+    assert "vit_tiny with --pattern TTTTT is the ViT with hope_tiny's parameter count" in option.help
+    shapes = {"input_dim": 192, "action_dim": 2, "state_dim": 2, "patches_per_step": 64}
+    hope = count_parameters(preset_config("hope_tiny", **shapes))
+    vit = count_parameters(preset_config("vit_tiny", pattern="TTTTT", **shapes))
+    assert abs(vit - hope) <= 0.01 * hope
