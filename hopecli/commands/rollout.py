@@ -266,5 +266,7 @@ def _rollout_table(result, planned: bool = False) -> None:
     err.print(table)
     if result.errors is not None and baselines:
         versus = result.versus_best_baseline()
-        err.print(f"mean L1 {versus.sentence('horizons')}; {versus.reference} is the better baseline here",
-                  highlight=False)
+        means = {sum(v) / len(v) for v in baselines.values()}
+        which = ("both baselines are equal here" if len(means) == 1
+                 else f"{versus.reference} is the better baseline here")
+        err.print(f"mean L1 {versus.sentence('horizons')}; {which}", highlight=False)
