@@ -264,8 +264,8 @@ def train(
                     reporter.print(
                         f"[yellow]warning:[/] --compile on: {replay['compile_steps']} steps on the CPU are too "
                         f"few to repay the compilation (about 95 s, repaid after about 130 steps; --compile "
-                        f"auto compiles CPU runs of {compiled.CPU_TRAIN_STEPS} steps or more); this run will likely be "
-                        "slower than with --compile off")
+                        f"auto compiles CPU runs of {compiled.CPU_TRAIN_STEPS} steps or more); this run will "
+                        "likely be slower than with --compile off")
             if progress["initial"] is None:
                 reporter.print("evaluating the untrained model on the validation clips of every task")
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)
@@ -301,8 +301,8 @@ def train(
                                                for t in protocol.tasks}}
     results = _results(protocol, cfg, progress, per_horizon)
     # the final model's error on every validation clip, for the intervals of `hope eval`
-    results["clip_errors"] = {k: {t: [_finite_or_none(e) for e in per_task[t]["per_clip"][k]] for t in protocol.tasks}
-                              for k in ERRORS}
+    results["clip_errors"] = {k: {t: [_finite_or_none(e) for e in per_task[t]["per_clip"][k]]
+                                  for t in protocol.tasks} for k in ERRORS}
     if world.is_main:
         write_json(run_dir / RESULTS, results)
         learning_curve(run_dir)
