@@ -39,6 +39,10 @@ class HopeGroup(click.Group):
             return None
         return importlib.import_module(f"hopecli.commands.{COMMANDS[name]}").command
 
+    def format_commands(self, ctx: click.Context, formatter) -> None:
+        """Nothing: the docstring's "Pipeline" block lists the commands, and Click's own list
+        would import every command module (and torch) to read their first lines."""
+
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0]
         if name not in COMMANDS and not name.startswith("-"):
@@ -80,7 +84,8 @@ hope.examples = [
     ("encode the shipped sample clips (embedded encoder: random features, for trying things out)",
      "hope extract sample_data --out demo_out/sample.zarr"),
     ("train the CPU-sized HOPE predictor on the three friction regimes, one after another",
-     "hope train demo_out/sample.zarr --out demo_out/hope --preset hope_tiny --tasks low,mid,high --steps 100"),
+     "hope train demo_out/sample.zarr --out demo_out/hope --preset hope_tiny --tasks low,mid,high --steps 100 "
+     "--val-clips 3"),
     ("its error matrices and continual-learning metrics",
      "hope eval demo_out/hope"),
 ]

@@ -220,6 +220,7 @@ class RunReport:
     complete: bool
     figure: str | None = None
     val_clips: dict[str, int] | None = None  # validation clips per partition (None: older runs)
+    name: str | None = None  # the shortest trailing part of `run` that tells it from the others
     # copy-last / context-mean on the run's validation clips (hopecli.baselines), None
     # when the run's store is not at hand: {name: {"teacher_forcing": {task: e}, "jump":
     # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
@@ -342,15 +343,27 @@ def evaluate_runs(
     context-mean baselines are measured on every run's validation clips; `probe` (None:
     whenever the store has object states) scores the object's position through a linear
     probe (hopecli.probe).
+
+    A seeds folder (`hope train --seeds`) stands for its seed runs, in runs and as a
+    baseline (whose Avg Error is then the mean over its seeds). "groups" holds one entry
+    per configuration (runs that differ only by seed): every metric and Gap Closed as a
+    mean with a 95% interval (hopecli.intervals); "warnings" names unequal step budgets
+    or validation clips among the compared runs.
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
+    from hopecli import intervals
     from hopecli.baselines import relative_to
+    from hopecli.train.seeds import expand_runs
 
+    runs = expand_runs(runs)
+    names = intervals.short_names(runs)
     reports = []
     warnings: list[str] = []
-    for run in runs:
+    all_results = []
+    for run, name in zip(runs, names):
         results = load_results(run)
+        all_results.append(results)
         per_horizon = results.get("horizon")
         if horizon is not None or store is not None:
             per_horizon = measure_horizon(run, horizon, store)
@@ -359,7 +372,7 @@ def evaluate_runs(
             tasks=list(results["tasks"]), experiences=[e["name"] for e in results["experiences"]],
             R=json_safe(results["R"]), metrics=run_metrics(results), stream=run_stream_metrics(results),
             horizon=_with_mean(per_horizon), complete=bool(results.get("complete")),
-            val_clips=results.get("val_clips"),
+            val_clips=results.get("val_clips"), name=name,
         ))
         report = reports[-1]
         steps = (per_horizon or {}).get("steps") or 1
@@ -385,11 +398,11 @@ def evaluate_runs(
                 if report.metrics[kind] is not None:
                     report.metrics[kind]["vs_copy"] = relative_to(report.metrics[kind]["avg_error"], copy[kind])
     baselines = {}
+    base_results: dict[str, list[dict]] = {}
     if naive is not None:
-        base = {name: run_metrics(load_results(path)) for name, path in (("naive", naive), ("joint", joint))}
         for name, path in (("naive", naive), ("joint", joint)):
-            baselines[name] = {"run": str(path), "avg_error": {
-                k: (base[name][k] or {}).get("avg_error") for k in ERROR_KINDS}}
+            base_results[name] = [load_results(p) for p in expand_runs([path])]
+            baselines[name] = {"run": str(path), "avg_error": _mean_avg_error(base_results[name])}
         pairs = {k: (baselines["naive"]["avg_error"][k], baselines["joint"]["avg_error"][k]) for k in ERROR_KINDS}
         baselines["gap_undefined"] = [k for k, (nv, jt) in pairs.items() if None not in (nv, jt) and nv <= jt]
         for report in reports:
@@ -399,6 +412,17 @@ def evaluate_runs(
                 if m is None or None in (m["avg_error"], nv, jt):
                     continue
                 m["gap_closed"] = gap_closed(m["avg_error"], nv, jt)
+    groups = intervals.seed_groups(runs, names, all_results, [r.metrics for r in reports],
+                                   base_results.get("naive"), base_results.get("joint"))
+    compared = dict(zip(names, all_results))
+    splits = {name: intervals.validation_names(run) for name, run in zip(names, runs)}
+    for name, path in (("naive", naive), ("joint", joint)):
+        if path is not None:
+            first = expand_runs([path])[0]
+            compared.setdefault(f"--{name} {path}", base_results[name][0])
+            splits.setdefault(f"--{name} {path}", intervals.validation_names(first))
+    known = {k: v for k, v in splits.items() if v is not None}
+    warnings += intervals.budget_differences(compared, known if len(known) == len(splits) else None)
     if figures:
         for report in reports:
             path = Path(report.run) / "eval.png"
@@ -415,8 +439,17 @@ def evaluate_runs(
         save_in_context_figure([r.to_dict() for r in with_curves], path)
         for r in with_curves:
             r.in_context["figure"] = str(path)
-    return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None,
+    return {"runs": [r.to_dict() for r in reports], "baselines": baselines or None, "groups": groups,
             "figure": str(out_figure) if out_figure is not None else None, "warnings": warnings}
+
+
+def _mean_avg_error(runs: list[dict]) -> dict[str, float | None]:
+    """Avg Error per error kind, averaged over a baseline's seed runs (results.json dicts)."""
+    out = {}
+    for kind in ERROR_KINDS:
+        values = [(run_metrics(r)[kind] or {}).get("avg_error") for r in runs]
+        out[kind] = None if any(v is None for v in values) else float(np.mean(values))
+    return out
 
 
 def save_figure(reports: Sequence[RunReport], path: Path) -> None:
@@ -426,17 +459,18 @@ def save_figure(reports: Sequence[RunReport], path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(len(reports), 4, figsize=(19, 3.8 * len(reports)), squeeze=False)
     for row, report in zip(axes, reports):
-        name = Path(report.run).name
+        name = report.name or Path(report.run).name
         for ax, kind in zip(row[:2], ERROR_KINDS):
-            _heatmap(ax, report, kind, f"{name}: {kind.replace('_', '-')} error on each partition\n"
-                                       "after each experience")
+            _heatmap(ax, report, kind, _wrapped(f"{name}: {kind.replace('_', '-')} error on each partition "
+                                                "after each experience"))
         _stream_plot(row[2], report, name)
         ax = row[3]
         if report.horizon is not None:
             steps = np.arange(1, report.horizon["steps"] + 1)
             for task, errors in report.horizon["tasks"].items():
                 ax.plot(steps, np.array(errors, dtype=float), marker="o", label=task or "(unlabelled)")
-            ax.plot(steps, np.array(report.horizon["mean"], dtype=float), "k--", label="mean")
+            ax.plot(steps, np.array(report.horizon["mean"], dtype=float), "k-", lw=2.5, marker="s",
+                    label="mean over partitions")
             _baseline_lines(ax, [report], steps)
             ax.set_xticks(steps)
             ax.legend(fontsize=8)
@@ -444,12 +478,14 @@ def save_figure(reports: Sequence[RunReport], path: Path) -> None:
             ax.text(0.5, 0.5, "no per-horizon errors (run unfinished)", ha="center", va="center")
         ax.set_xlabel("rollout horizon (steps)")
         ax.set_ylabel("L1 error")
-        ax.set_title(f"{name}: validation error vs rollout horizon")
+        ax.set_title(_wrapped(f"{name}: validation error vs rollout horizon"), fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
+COMPARISON_WIDTH = 16  # inches (1,600 px at 100 dpi), whatever the number of runs
+COMPARISON_COLUMNS = 4  # heat maps per row below the shared panels
 COMPARISON_TITLES = (
     "Continual-learning metrics (teacher forcing), lower is better",
     "Validation error vs rollout horizon",
@@ -458,31 +494,40 @@ COMPARISON_TITLES = (
 
 
 def comparison_figure(reports: Sequence[RunReport]):
-    """The runs on shared axes (a matplotlib Figure): Avg Error / Forgetting / Plasticity
-    as grouped bars with the copy-last baseline as a line; the error per rollout horizon
+    """The runs on shared axes (a matplotlib Figure, COMPARISON_WIDTH wide whatever the
+    number of runs): Avg Error and Plasticity as differences to the copy-last baseline (0,
+    dashed) and Forgetting, as grouped bars; the error per rollout horizon
     of every run and of both baselines; the probe's object position error per horizon
     (when the store has object states); below, each run's teacher-forcing error matrix on
-    one colour scale."""
+    one colour scale, COMPARISON_COLUMNS to a row."""
     plt = _pyplot()
     n = len(reports)
-    fig = plt.figure(figsize=(max(16, 4.2 * n), 9.5), layout="constrained")  # room for the colour bars
-    upper, lower = fig.subfigures(2, 1)  # three shared panels on top, one heat map per run below
+    per_row = min(n, COMPARISON_COLUMNS)
+    rows = -(-n // COMPARISON_COLUMNS)
+    # the width stays COMPARISON_WIDTH whatever the number of runs: more runs add heat-map rows
+    fig = plt.figure(figsize=(COMPARISON_WIDTH, 5.5 + 4.0 * rows), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=[5.5, 4.0 * rows])
     bars, horizon, probe = upper.subplots(1, 3)
-    names = [Path(r.run).name for r in reports]
+    names = [r.name or Path(r.run).name for r in reports]
 
+    copy = next((r.baselines["copy_last"]["avg_error"]["teacher_forcing"] for r in reports if r.baselines), None)
     keys = ("avg_error", "forgetting", "plasticity")
     width = 0.8 / max(n, 1)
     for k, (report, name) in enumerate(zip(reports, names)):
         m = report.metrics["teacher_forcing"] or {}
-        values = [np.nan if m.get(key) is None else m[key] for key in keys]
+        values = np.array([np.nan if m.get(key) is None else m[key] for key in keys], dtype=float)
+        if copy is not None:  # errors as differences to copy-last: 0.064 vs 0.068 shows, not two equal bars
+            values[[0, 2]] -= copy
         bars.bar(np.arange(3) + (k - (n - 1) / 2) * width, values, width, label=name, color=f"C{k}")
-    copy = next((r.baselines["copy_last"]["avg_error"]["teacher_forcing"] for r in reports if r.baselines), None)
+    bars.axhline(0, color="k", ls="--" if copy is not None else "-", lw=1.2 if copy is not None else 0.6,
+                 label=f"copy-last baseline ({copy:.4f})" if copy is not None else None)
     if copy is not None:
-        bars.axhline(copy, color="k", ls="--", lw=1.2, label=f"copy-last baseline ({copy:.4f})")
-    bars.axhline(0, color="grey", lw=0.6)
-    bars.set_xticks(range(3), ["Avg Error", "Forgetting", "Plasticity"])
-    bars.set_ylabel("L1 error (teacher forcing)")
-    bars.set_title(COMPARISON_TITLES[0], fontsize=10)
+        bars.set_xticks(range(3), ["Avg Error\n- copy-last", "Forgetting", "Plasticity\n- copy-last"])
+        bars.set_ylabel("L1 difference (teacher forcing)")
+    else:
+        bars.set_xticks(range(3), ["Avg Error", "Forgetting", "Plasticity"])
+        bars.set_ylabel("L1 error (teacher forcing)")
+    bars.set_title(_wrapped(COMPARISON_TITLES[0]), fontsize=10)
     bars.legend(fontsize=7)
 
     for k, (report, name) in enumerate(zip(reports, names)):
@@ -494,7 +539,7 @@ def comparison_figure(reports: Sequence[RunReport]):
         _baseline_lines(horizon, with_h, np.arange(1, max(r.horizon["steps"] for r in with_h) + 1))
     horizon.set_xlabel("rollout horizon (steps)")
     horizon.set_ylabel("L1 error (mean over partitions)")
-    horizon.set_title(COMPARISON_TITLES[1], fontsize=10)
+    horizon.set_title(_wrapped(COMPARISON_TITLES[1]), fontsize=10)
     horizon.legend(fontsize=7)
 
     with_probe = [(k, r) for k, r in enumerate(reports) if r.probe is not None]
@@ -502,24 +547,28 @@ def comparison_figure(reports: Sequence[RunReport]):
         first = with_probe[0][1].probe
         steps = np.arange(1, first["steps"] + 1)
         probe.plot(steps, first["mean"]["true_features"], color="0.6", lw=2.5, label="true features (probe ceiling)")
-        probe.plot(steps, first["mean"]["copy_last"], "k--", lw=1.5, label="copy-last")
+        probe.plot(steps, first["mean"]["copy_last"], label="copy-last", **BASELINE_STYLES["copy_last"])
         for k, report in with_probe:
-            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}", label=Path(report.run).name)
+            probe.plot(steps, report.probe["mean"]["model"], "o-", color=f"C{k}",
+                       label=report.name or Path(report.run).name)
         probe.set_ylabel(f"object position error\n({first['units']})")
         probe.legend(fontsize=7)
     else:
         probe.text(0.5, 0.5, "no object states in the store: no probe", ha="center", va="center")
         probe.set_ylabel("position error")
     probe.set_xlabel("rollout horizon (steps)")
-    probe.set_title(COMPARISON_TITLES[2], fontsize=10)
+    probe.set_title(_wrapped(COMPARISON_TITLES[2]), fontsize=10)
 
     matrices = [np.array([[np.nan if v is None else v for v in row] for row in r.R["teacher_forcing"]],
                          dtype=np.float64).reshape(-1, len(r.tasks)) for r in reports]
     finite = np.concatenate([m[np.isfinite(m)] for m in matrices] + [np.zeros(0)])
     limits = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    for k, (report, ax) in enumerate(zip(reports, lower.subplots(1, n, squeeze=False)[0])):
-        _heatmap(ax, report, "teacher_forcing", f"{names[k]}: teacher-forcing error\non each partition after each "
-                                                "experience", limits)
+    grid = lower.subplots(rows, per_row, squeeze=False).ravel()
+    for k, (report, ax) in enumerate(zip(reports, grid)):
+        _heatmap(ax, report, "teacher_forcing", _wrapped(f"{names[k]}: teacher-forcing error on each partition "
+                                                         "after each experience"), limits)
+    for ax in grid[n:]:
+        ax.set_visible(False)
     return fig
 
 
@@ -541,17 +590,31 @@ def _pyplot():
 
 
 def _baseline_lines(ax, reports: Sequence[RunReport], steps: np.ndarray) -> None:
-    """Copy-last and context-mean per horizon (of the first report that has them); both
-    coincide when the rollout starts from one step, so context-mean is drawn dotted over."""
+    """Copy-last and context-mean per horizon (of the first report that has them), each in
+    its own style (BASELINE_STYLES); they coincide when the rollout starts from one step,
+    so context-mean is drawn wide and light under copy-last's thin dashes, both visible."""
     from hopecli.baselines import LABELS
 
     report = next((r for r in reports if r.baselines is not None), None)
     if report is None:
         return
-    for name, style in (("copy_last", "--"), ("context_mean", ":")):
+    for name in ("context_mean", "copy_last"):  # context-mean wide and light below, copy-last on top
         values = np.array(report.baselines[name]["horizon"]["mean"], dtype=float)[: len(steps)]
-        ax.plot(steps[: len(values)], values, style, color="k" if name == "copy_last" else "0.5", lw=1.5,
-                label=f"{LABELS[name]} baseline")
+        ax.plot(steps[: len(values)], values, label=f"{LABELS[name]} baseline", **BASELINE_STYLES[name])
+
+
+BASELINE_STYLES = {
+    "copy_last": {"ls": "--", "color": "k", "lw": 1.2, "marker": "x", "zorder": 3},
+    "context_mean": {"ls": ":", "color": "tab:orange", "lw": 4.0, "alpha": 0.6, "marker": "D", "zorder": 2},
+}
+TITLE_WIDTH = 48  # characters per title line in the figures (a 4.75-inch panel at 10 pt)
+
+
+def _wrapped(title: str) -> str:
+    """A figure title broken into lines that fit its panel (never clipped at the edge)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, TITLE_WIDTH))
 
 
 def _stream_plot(ax, report: RunReport, name: str) -> None:
@@ -571,7 +634,7 @@ def _stream_plot(ax, report: RunReport, name: str) -> None:
                   rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("stream error (L1)")
     right.set_ylabel("stream forgetting (L1)")
-    ax.set_title(f"{name}: stream error and forgetting per experience (seeds' metrics)", fontsize=10)
+    ax.set_title(_wrapped(f"{name}: stream error and forgetting per experience (seeds' metrics)"), fontsize=10)
     handles = [h for a in (ax, right) for h in a.get_legend_handles_labels()[0]]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
 

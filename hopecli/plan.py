@@ -236,3 +236,34 @@ def sequence_energies(
     energy = rollout_energy(model, state, features[-1], states[-1], goal, frames_per_step)
     values = energy(torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()]))
     return dict(zip(sequences, values.tolist()))
+
+
+@torch.no_grad()
+def sequence_patch_energies(
+    model: Predictor,
+    features: Tensor,
+    actions: Tensor,
+    states: Tensor,
+    goal: Tensor,
+    sequences: dict[str, Tensor],
+    *,
+    frames_per_step: int = 1,
+    state: PredictorState | None = None,
+) -> dict[str, Tensor]:
+    """sequence_energies per patch: {name: [P]} mean L1 of each patch of the last predicted
+    step to the goal's (layer-normed); their mean over patches is the sequence's energy.
+    The patches pair two sequences' energies for the paired test of the plan's verdict."""
+    if features.shape[0] > 1:
+        state = model(features[None, :-1], actions[None, :-1], states[None, :-1], state=state).state
+    seqs = torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()])  # [N, H, A]
+    n, horizon, _ = seqs.shape
+    st = expand_state(state, n)
+    z = features[-1].expand(n, *features[-1].shape)  # [N, P, D]
+    s = states[-1].expand(n, *states[-1].shape)  # [N, S]
+    for h in range(horizon):
+        out = model(z[:, None], seqs[:, h, None], s[:, None], state=st)
+        z = normalize_features(out.pred[:, -1])
+        s = next_states(s, seqs[:, h], frames_per_step)
+        st = out.state
+    per_patch = (normalize_features(z) - normalize_features(goal)).abs().mean(-1)  # [N, P]
+    return dict(zip(sequences, per_patch.cpu()))

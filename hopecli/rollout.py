@@ -323,7 +323,18 @@ class RolloutResult:
             "baselines": self.baselines,
             "mean_l1_vs_copy": None if self.errors is None or copy is None
             else relative_to(float(np.mean(self.errors)), float(np.mean(copy))),
+            "vs_best_baseline": None if self.errors is None or not self.baselines
+            else self.versus_best_baseline().to_dict(),
         }
+
+    def versus_best_baseline(self):
+        """The rollout's per-horizon errors against the better baseline's (copy-last or
+        context-mean, by mean), paired by horizon (hopecli.verdict)."""
+        from hopecli.baselines import LABELS
+        from hopecli.verdict import best_baseline, compare
+
+        best = best_baseline(self.baselines)
+        return compare(self.errors, self.baselines[best], LABELS[best])
 
 
 def rollout_clip(
@@ -412,14 +423,29 @@ def pca_rgb(*arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def goal_frame(video: str | Path, run: Run) -> np.ndarray | None:
+    """The video frame [H, W, 3] that encode_goal's features end on (the last frame of the
+    goal video's first window), for the plan figure; None when it cannot be read."""
+    from hopecli.data.video import Sampling, probe_video, read_frames
+
+    try:
+        cfg = _extract_config(run)
+        info = probe_video(Path(video))
+        windows = Sampling(frames=cfg.frames, target_fps=cfg.target_fps).windows(info.num_frames, info.fps)
+        return read_frames(Path(video), [windows[0][-1]])[0] if windows else None
+    except InputError:
+        return None
+
+
 def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], path: str | Path,
-                   goal: np.ndarray | None = None) -> Path:
+                   goal: np.ndarray | None = None, goal_image: np.ndarray | None = None) -> Path:
     """PNG: the clip's frames (when its video is at hand) over PCA renderings of the true
     and the predicted patch features, one column per step, with the L1 error per step.
 
     With `goal` [P, D] (a plan's), the clip's future is not what the planned actions
     produce: only the observed (context) steps are shown, then the rollout under the
-    planned actions, and the goal in a last column."""
+    planned actions, and the goal in a last column (its video frame `goal_image` [H, W, 3]
+    above its features, when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -446,8 +472,9 @@ def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], pat
             video = read_frames(clip.video, clip.frames.tolist())
         except InputError:
             video = None
-    if video is not None and goal is not None:
-        video = video[:k]
+    if goal is not None and (video is not None or goal_image is not None):
+        # the observed frames, nothing under the planned steps, the goal's frame last
+        video = [*(video[:k] if video is not None else [None] * k), *[None] * H, goal_image]
     rows = [("video", video), ("observed, goal" if goal is not None else "true features", true_rgb),
             ("predicted", pred_rgb)]
     rows = [(label, data) for label, data in rows if data is not None]
@@ -458,7 +485,8 @@ def rollout_figure(clip: Clip, result: RolloutResult, grid: tuple[int, int], pat
             ax.set_xticks([])
             ax.set_yticks([])
             index = t - k if label == "predicted" else t
-            if 0 <= index < len(data) and not np.isnan(data[index]).any():
+            item = data[index] if 0 <= index < len(data) else None
+            if item is not None and not (np.issubdtype(np.asarray(item).dtype, np.floating) and np.isnan(item).any()):
                 image = data[index] if label == "video" else data[index].reshape(*grid, 3)
                 ax.imshow(image, interpolation="nearest")
             else:  # no panel, but keep the axes so the row label shows

@@ -94,3 +94,69 @@ def test_an_unknown_command_lists_the_commands():
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
         "Error: No such command 'frobnicate'. Commands: adapt, eval, extract, import, profile, rollout, synth, train.")
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_groups_all_its_options_in_panels(name):
+    command = _command(name)
+    groups = command.grouped_params(click.Context(command))
+    assert len(groups) >= 2 and "Options" not in [title for title, _ in groups]
+    text = _help(name)
+    assert all(f"╭─ {title} ─" in text for title, _ in groups)
+
+
+def test_hope_help_imports_no_command_and_no_torch():
+    """`hope --help` lists the commands from its docstring; Click's own list would import
+    every command module, and with train's the model and torch (5-10 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hopecli.cli import hope\ntry:\n    hope(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('hopecli.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "hope train     train a predictor" in out
+    assert out.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("name", ["train", "profile"])
+def test_help_never_breaks_a_preset_name(name, width):
+    import re
+
+    from hopecli.model.presets import PRESETS
+
+    result = CliRunner().invoke(cli.hope, [name, "--help"], env={"TERMINAL_WIDTH": str(width), "COLUMNS": str(width)})
+    words = re.findall(r"[A-Za-z0-9_]+", result.output)
+    broken = [w for w in words if w.startswith(("hope_", "vit_", "hybrid_")) and w not in PRESETS]
+    assert broken == []
+    assert "hope_phase5" in words and "hope_tiny" in words
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_has_no_runs_of_blank_lines(name, width):
+    result = CliRunner().invoke(cli.hope, [name, "--help"], env={"TERMINAL_WIDTH": str(width), "COLUMNS": str(width)})
+    blank = [not line.strip() for line in result.output.splitlines()]
+    assert not any(a and b for a, b in zip(blank, blank[1:]))
+
+
+@pytest.mark.parametrize("name", ["eval", "adapt", "rollout", "profile"])
+def test_compile_help_of_commands_that_do_not_train_speaks_of_no_training_run(name):
+    option = next(p for p in _command(name).params if p.name == "compile")
+    assert "250" not in option.help and "training steps" not in option.help
+    train = next(p for p in _command("train").params if p.name == "compile")
+    assert "250 steps or more" in train.help and "with a warning" in train.help
+
+
+def test_the_parameter_matched_vit_is_named_in_the_preset_help():
+    """vit_tiny at --pattern TTTTT has hope_tiny's parameter count (the demo's ViT baseline):
+    within 1% at the embedded encoder's width (192) and 64 patches, as the help says."""
+    from hopecli.model.presets import preset_config
+    from hopecli.train.estimate import count_parameters
+
+    option = next(p for p in _command("train").params if p.name == "preset")
+    assert "vit_tiny with --pattern TTTTT is the ViT with hope_tiny's parameter count" in option.help
+    shapes = {"input_dim": 192, "action_dim": 2, "state_dim": 2, "patches_per_step": 64}
+    hope = count_parameters(preset_config("hope_tiny", **shapes))
+    vit = count_parameters(preset_config("vit_tiny", pattern="TTTTT", **shapes))
+    assert abs(vit - hope) <= 0.01 * hope

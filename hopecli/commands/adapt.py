@@ -24,7 +24,18 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "rollout", "eval"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Run and clips", ["--run", "--store", "--index", "--weights", "--which", "--clip"]),
+    ("Adaptation", ["--method", "--cms-online", "--cms-lr", "--tta-lr", "--tta-every", "--baseline",
+                    "--init-state", "--carry"]),
+    ("Output", ["--save", "--png", "--json"]),
+    ("Resources", ["--device", "--threads", "--compile", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "rollout", "eval"],
+               option_panels=PANELS)
 @run_source_options
 @click.option("--clip", "clips", type=click.Path(path_type=Path), multiple=True,
               help="A video with its .npz sidecar; repeat for several clips, streamed in order.")

@@ -75,8 +75,9 @@ def _baseline_rows(runs: list[dict]) -> list[tuple[str, dict]]:
 
 
 def _name(run: dict) -> str:
-    """A run's folder name for table rows (the full path is in --json)."""
-    return Path(run["run"]).name
+    """A run's name for table rows: the shortest end of its path that tells it from the
+    other runs (the full path is in --json)."""
+    return run.get("name") or Path(run["run"]).name
 
 
 def _metrics_table(runs: list[dict], kind: str, with_gap: bool) -> Table:
@@ -137,6 +138,55 @@ def _summary_table(runs: list[dict]) -> Table:
     if any(run["baselines"] for run in runs):
         table.caption = "vs copy: Avg Error relative to the copy-last baseline (dim rows) on the same clips"
     return table
+
+
+def _interval_cell(entry: dict | None, percent: bool = False) -> str:
+    """0.0690 [0.0650, 0.0730]: a mean and its 95% interval (hopecli.intervals)."""
+    if entry is None:
+        return "-"
+    if entry["low"] is None:
+        return _cell(entry["mean"], percent)
+    return f"{_cell(entry['mean'], percent)} [{_cell(entry['low'], percent)}, {_cell(entry['high'], percent)}]"
+
+
+def _groups_table(groups: list[dict]) -> Table:
+    """One row per configuration: its runs' mean and 95% interval (seeds and clips resampled)."""
+    with_gap = any(g["gap"] for g in groups)
+    table = Table(title="over seeds: mean [95% interval], teacher-forcing error",
+                  caption="runs that differ only by seed form one row; Avg Error and Gap Closed resample "
+                          "seeds and held-out clips, Forgetting and Plasticity seeds only")
+    table.add_column("configuration", no_wrap=True)
+    table.add_column("seeds", justify="right")
+    for header in ("Avg Error", "Forgetting", "Plasticity") + (("Gap Closed",) if with_gap else ()) + (
+            "Jump Avg Error",):
+        table.add_column(header, justify="right")
+    for group in groups:
+        tf, jump = (group["metrics"].get(k) for k in ("teacher_forcing", "jump"))
+        if tf is None:
+            table.add_row(group["name"], str(len(group["runs"])), "unfinished")
+            continue
+        gap = (group["gap"] or {}).get("teacher_forcing") or {}
+        closed = _interval_cell(gap.get("gap_closed"), percent=True)
+        if gap.get("gap_within_noise"):
+            closed += " (gap within noise)"
+        cells = [_interval_cell(tf[k]) for k in ("avg_error", "forgetting", "plasticity")]
+        cells += [closed] if with_gap else []
+        cells += [_interval_cell((jump or {}).get("avg_error"))]
+        seeds = ",".join("?" if s is None else str(s) for s in group["seeds"])
+        table.add_row(group["name"], seeds, *cells)
+    return table
+
+
+def _gap_warnings(groups: list[dict]) -> list[str]:
+    """A warning per error kind whose naive - joint gap is within its own 95% interval."""
+    out = []
+    for kind in ("teacher_forcing", "jump"):
+        entry = next((g["gap"][kind] for g in groups if g["gap"] and g["gap"].get(kind)), None)
+        if entry is not None and entry["gap_within_noise"]:
+            out.append(f"the naive - joint gap of Avg Error ({kind.replace('_', '-')}) is "
+                       f"{_interval_cell(entry['naive_joint_gap'])}: its 95% interval holds 0, so Gap Closed "
+                       "divides by noise; train more seeds or steps, or validate on more clips")
+    return out
 
 
 def _percent(rel: float | None) -> str:
@@ -286,19 +336,30 @@ def _in_context_table(runs: list[dict]) -> Table | None:
 EXAMPLES = [
     ("one run: the summary, then its error matrices and both metric families",
      "hope eval runs/hope --details"),
-    ("several runs in one summary table, Gap Closed against the ViT naive and joint runs",
+    ("several runs in one summary table (a `train --seeds` folder as one row with intervals), Gap Closed "
+     "against the ViT naive and joint runs",
      "hope eval runs/* --naive runs/vit_naive --joint runs/vit_joint --out-figure comparison.png"),
     ("everything as JSON for a notebook",
      "hope eval runs/hope runs/vit_naive --json > eval.json"),
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "rollout"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Runs", ["--naive", "--joint"]),
+    ("Measure", ["--horizon", "--store", "--probe"]),
+    ("Output", ["--out-figure", "--details", "--json"]),
+    ("Resources", ["--threads", "--compile", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "rollout"],
+               option_panels=PANELS)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--naive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Run of the naive baseline (lower bound) for Gap Closed.")
+              help="Run (or seeds folder) of the naive baseline (lower bound) for Gap Closed.")
 @click.option("--joint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Run of the joint baseline (upper bound) for Gap Closed.")
+              help="Run (or seeds folder) of the joint baseline (upper bound) for Gap Closed.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None,
               help="Measure the error per rollout horizon again, up to this many steps, "
                    "from each run's final checkpoint.")
@@ -339,12 +400,17 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     backward transfer "BWT (+ = error grew)" with the opposite sign (positive = the error
     grew), and "FWT (future error)", the error on partitions not trained yet.
 
-    \b
+    Seeds: runs that differ only by their seed (e.g. the seed0, seed1, ... of `hope train
+    --seeds`, given as their folder) form one configuration, shown as the mean over seeds
+    with a 95% interval (bootstrap over seeds and validation clips; one run's interval
+    comes from its clips). eval warns when the naive-joint gap lies within its own
+    interval (Gap Closed then divides by noise) and when the runs had different step
+    budgets or validation clips.
+
     Baselines: every error stands beside copy-last (predict the last step seen) and
     context-mean (the mean of the steps seen) on the same validation clips, steps and
     horizons; "vs copy" is a run's error relative to copy-last.
 
-    \b
     Probe (stores with object states, e.g. from `hope synth`): a ridge regression from
     a step's features to the object's state, fitted on the true features of the
     training clips, reads the object's position off the features of each horizon's
@@ -364,6 +430,7 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
                            probe=probe)
     err.print(_summary_table(report["runs"]))
+    err.print(_groups_table(report["groups"]))
     for table in (_probe_table(report["runs"]), _in_context_table(report["runs"])):
         if table is not None:
             err.print(table)
@@ -377,7 +444,7 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     for kind in (report["baselines"] or {}).get("gap_undefined", []):
         err.print(f"warning: Gap Closed ({kind.replace('_', '-')}) is undefined: the joint baseline's Avg "
                   f"Error is not lower than the naive baseline's, so there is no gap to close")
-    for warning in report["warnings"]:
+    for warning in report["warnings"] + _gap_warnings(report["groups"]):
         err.print(f"warning: {warning}", soft_wrap=True, highlight=False)
     if details:
         _print_details(report)

@@ -22,7 +22,17 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["synth", "import", "train"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Encoder", ["--weights", "--which", "--time-mode"]),
+    ("Clips", ["--frames", "--stride", "--target-fps", "--long-clips", "--allow-skips"]),
+    ("Output", ["--out", "--json"]),
+    ("Resources", ["--batch-size", "--device", "--shard", "--threads", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["synth", "import", "train"],
+               option_panels=PANELS)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Feature store to create, resume or extend (a .zarr folder).")

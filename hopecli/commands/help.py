@@ -35,7 +35,8 @@ class HopeCommand(RichCommand):
         super().__init__(*args, context_settings=settings, **kwargs)
         self.examples = list(examples)
         self.see_also = list(see_also)
-        self.option_panels = [(title, list(names)) for title, names in option_panels]
+        self.option_panels = []
+        self.set_option_panels(option_panels)
 
     def set_option_panels(self, option_panels: Sequence[tuple[str, Sequence[str]]]) -> None:
         """Group the options (call once every option is attached to the command)."""

@@ -29,7 +29,15 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Input", ["--feature-map", "--patches-per-step", "--task", "--action-mode", "--allow-skips"]),
+    ("Output", ["--out", "--json", "--threads", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"],
+               option_panels=PANELS)
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Feature store to create or resume (a .zarr folder).")

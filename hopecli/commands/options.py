@@ -50,12 +50,23 @@ def _apply_compile(ctx: click.Context, param: click.Parameter, value: str | None
     set_compile(value)
 
 
-def compile_option(command):
+COMPILE_HELP = ("torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU; on the CPU "
+                "eager, as compiling takes longer than it saves outside a long training run; on: also on "
+                "the CPU; a failed compilation falls back to eager with one warning.")
+TRAIN_COMPILE_HELP = ("torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU, and on the "
+                      "CPU for the training steps of a run of 250 steps or more (shorter runs do not repay the "
+                      "compilation; on compiles them anyway, with a warning); a failed compilation falls back "
+                      "to eager with one warning.")
+
+
+def compile_option(command, help: str = COMPILE_HELP):
     """--compile auto|on|off (or HOPE_COMPILE): torch.compile of the Titan memory (compiled.py)."""
     return click.option(
         "--compile", type=click.Choice(["auto", "on", "off"]), default=None, envvar="HOPE_COMPILE",
-        expose_value=False, callback=_apply_compile,
-        help="torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU, and on the CPU "
-             "for the training steps of a run of 250 steps or more; "
-             "a failed compilation falls back to eager with one warning.",
+        expose_value=False, callback=_apply_compile, help=help,
     )(command)
+
+
+def train_compile_option(command):
+    """--compile as `hope train` explains it: auto's rule for training runs on the CPU."""
+    return compile_option(command, TRAIN_COMPILE_HELP)

@@ -32,7 +32,17 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Models", ["--preset", "--run"]),
+    ("Shapes", ["--batch-size", "--frames", "--input-dim", "--patches", "--action-dim", "--state-dim"]),
+    ("Timing", ["--warmup", "--repeats", "--device", "--dtype", "--threads", "--compile"]),
+    ("Output", ["--json", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train"],
+               option_panels=PANELS)
 @click.option("--preset", "presets", multiple=True,
               help="Predictor preset to profile (repeatable), e.g. hope_tiny, vit_tiny, hope_phase5.")
 @click.option("--run", "runs", type=click.Path(path_type=Path), multiple=True,

@@ -27,7 +27,19 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "eval"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Run and clip", ["--run", "--store", "--index", "--weights", "--which", "--clip", "--context",
+                      "--actions", "--init-state"]),
+    ("Planning", ["--plan", "--goal", "--mpc-steps", "--samples", "--top-k", "--iterations", "--horizon",
+                  "--max-action", "--seed"]),
+    ("Output", ["--out", "--png", "--json"]),
+    ("Resources", ["--device", "--threads", "--compile", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["train", "adapt", "eval"],
+               option_panels=PANELS)
 @run_source_options
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help="A video with its .npz sidecar, encoded as the run's store was (first window).")
@@ -78,7 +90,7 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
 
     from hopecli.errors import InputError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import load_clips, load_run, rollout_clip, rollout_figure, write_prediction
+    from hopecli.rollout import goal_frame, load_clips, load_run, rollout_clip, rollout_figure, write_prediction
 
     if (clip is None) == (store is None):
         raise click.UsageError("give --clip VIDEO or --store STORE --index I")
@@ -129,7 +141,8 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
         err.print(f"predictions -> {out}", soft_wrap=True)
     if png is not None:
         rollout_figure(the_clip, result, tuple(run.model.config.grid), png,
-                       goal=None if goal_features is None else goal_features.cpu().numpy())
+                       goal=None if goal_features is None else goal_features.cpu().numpy(),
+                       goal_image=goal_frame(goal, run) if plan else None)
         err.print(f"figure -> {png}", soft_wrap=True)
     if as_json:
         click.echo(dumps_report(report))
@@ -176,9 +189,15 @@ def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, sam
     plan = result.to_dict()
     err.print(f"mean time per planning step: {plan['mean_seconds_per_step']:.3f} s on {run.device}",
               soft_wrap=True)
-    energies = _compare_energies(run, model, state, clip, context, z, a, s, goal_features, result.steps[0].actions,
-                                 cfg.horizon)
-    report["plan"] = {**plan, "goal": str(goal), "bounds": bound.tolist(),
+    energies, verdicts = _compare_energies(run, model, state, clip, context, z, a, s, goal_features,
+                                           result.steps[0].actions, cfg.horizon)
+    at_bound = [d for d, (x, b) in enumerate(zip(result.steps[0].actions[0], bound.tolist()))
+                if abs(x) >= b * (1 - 1e-3)]
+    if at_bound:
+        err.print(f"note: the first planned action is at its bound in dim {', '.join(map(str, at_bound))} "
+                  f"(+-{', '.join(f'{bound[d]:.3g}' for d in at_bound)}); --max-action sets the bounds",
+                  highlight=False)
+    report["plan"] = {**plan, "goal": str(goal), "bounds": bound.tolist(), "verdicts": verdicts,
                       "clip_actions": reference.tolist(), "config": vars(cfg), "energies": energies}
     return np.asarray(result.executed, np.float32), goal_features
 
@@ -188,10 +207,13 @@ ENERGY_LABELS = {"planned": "planned actions", "own": "the clip's own actions", 
 
 def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, horizon) -> dict:
     """Energy of the first planned sequence, the clip's own actions and zero actions over the
-    same horizon from the last context step, printed one per line."""
+    same horizon from the last context step, printed one per line, and the verdict against
+    each (hopecli.verdict: a paired sign-flip test over the goal's patches). Returns
+    (energies, verdicts)."""
     import torch
 
-    from hopecli.plan import sequence_energies
+    from hopecli.plan import sequence_energies, sequence_patch_energies
+    from hopecli.verdict import compare
 
     sequences = {"planned": torch.tensor(planned), "zero": torch.zeros(horizon, a.shape[1])}
     own = clip.actions[context - 1 : context - 1 + horizon]
@@ -205,16 +227,16 @@ def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, 
         value = f"{energies[key]:.6f}" if key in energies else f"- (the clip has fewer than {horizon} actions left)"
         err.print(f"  {ENERGY_LABELS[key] + ':':<24} {value}", highlight=False)
     others = [k for k in ("own", "zero") if k in energies]
-
-    def named(k: str) -> str:  # "zero actions (-0.0029%)": the planned energy relative to this one
-        return f"{ENERGY_LABELS[k]} ({100 * (energies['planned'] - energies[k]) / energies[k]:+.2g}%)"
-
-    beaten = [named(k) for k in others if energies["planned"] < energies[k]]
-    missed = [named(k) for k in others if energies["planned"] >= energies[k]]
-    if not missed:
-        err.print(f"planning got closer to the goal than {' and '.join(beaten)}", highlight=False)
-    else:
-        err.print(f"planning did not get closer to the goal than {' and '.join(missed)}", highlight=False)
+    per_patch = sequence_patch_energies(model, z[:context], a[:context], s[:context], goal.to(run.device),
+                                        sequences, frames_per_step=run.frames_per_step, state=state)
+    verdicts = {}
+    for key in others:
+        versus = compare(per_patch["planned"].tolist(), per_patch[key].tolist(), ENERGY_LABELS[key])
+        verdicts[key] = versus.to_dict()
+        words = {"better": "got closer to the goal than", "worse": "ended farther from the goal than",
+                 "no clear difference": "made no clear difference against"}[versus.outcome]
+        err.print(f"planning {words} {ENERGY_LABELS[key]}: energy {versus.sentence('patches')}", highlight=False)
+    return energies, verdicts
     return energies
 
 
@@ -242,3 +264,9 @@ def _rollout_table(result, planned: bool = False) -> None:
         if rel is not None:
             table.add_row("", "", "", f"{100 * rel:+.1f}% vs copy", *([""] * len(baselines)))
     err.print(table)
+    if result.errors is not None and baselines:
+        versus = result.versus_best_baseline()
+        means = {sum(v) / len(v) for v in baselines.values()}
+        which = ("both baselines are equal here" if len(means) == 1
+                 else f"{versus.reference} is the better baseline here")
+        err.print(f"mean L1 {versus.sentence('horizons')}; {which}", highlight=False)

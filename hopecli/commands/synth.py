@@ -112,7 +112,16 @@ def _dynamics(out: Path, clips: int, frames: int, seed: int) -> None:
               "in-context least squares and the oracle, heldout included")
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Clips", ["--clips", "--frames", "--resolution", "--fps", "--seed", "--single"]),
+    ("Physics", ["--friction", "--regime", "--study", "--mass", "--shape"]),
+    ("Output", ["--out", "--dynamics", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"],
+               option_panels=PANELS)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write clip.mp4 + clip.npz pairs into.")
 @click.option("--clips", default=12, show_default=True, type=click.IntRange(min=1),

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from hopecli.commands.help import HopeCommand
-from hopecli.commands.options import compile_option, threads_option
+from hopecli.commands.options import threads_option, train_compile_option
 from hopecli.console import err
 from hopecli.model.config import BLOCK_LETTERS, PredictorConfig
 from hopecli.model.memory.config import CONV_AXES, KINDS, RULES, TARGETS, TitanConfig
@@ -25,6 +25,10 @@ from hopecli.model.presets import PRESETS
 from hopecli.train.config import STRATEGIES
 from hopecli.train.optim import SCHEDULES
 
+# the preset without --preset: the full-size one on a GPU; on a CPU, where a 43M-parameter
+# step takes minutes (and a batch of 16 needed over 24 GB), one sized for it
+GPU_PRESET = "hope_phase5"
+CPU_PRESET = "hope_tiny"
 # set from the store, not the command line
 DATA_FIELDS = ("input_dim", "action_dim", "state_dim", "patches_per_step", "grid", "memory")
 # TitanConfig fields whose bare names would be ambiguous get a memory- prefix
@@ -209,6 +213,10 @@ TRAIN_OPTIONS = [
                       "split; an import keeps clip-number order)."),
     click.Option(["--seed"], type=int, default=0, show_default=True,
                  help="Seed of the initialisation, the split, the batch order and the jump targets."),
+    click.Option(["--seeds"], default=None, metavar="A,B,...", callback=_tuple_of(int),
+                 help="Train one run per seed, into OUT/seed<A>, OUT/seed<B>, ... (and OUT/seeds.json); "
+                      "`hope eval OUT` reports their mean with a 95% interval. Use with --val-clips so that "
+                      "every seed validates on the same clips."),
     click.Option(["--replay-size"], type=click.IntRange(min=1), default=256, show_default=True,
                  help="Clips in the replay buffer (--strategy replay)."),
     click.Option(["--replay-fraction"], type=click.FloatRange(0, 1, max_open=True), default=0.5,
@@ -290,22 +298,23 @@ def _given(ctx: click.Context, names) -> list[str]:
 
 
 EXAMPLES = [
-    ("the CPU-sized HOPE predictor on three friction regimes, one after another",
+    ("the CPU-sized HOPE predictor on three friction regimes, one after another, under three seeds "
+     "(runs/hope/seed0..seed2, for `hope eval runs/hope`); the last 3 clips of each held out",
      "hope train demo_out/sample.zarr --out runs/hope --preset hope_tiny --tasks low,mid,high "
-     "--steps 100 --batch-size 8"),
+     "--steps 100 --batch-size 8 --lr 6e-3 --val-clips 3 --seeds 0,1,2"),
     ("the earlier pipeline's study: a base experience, then five physics shifts, the last 100 clips of each held out",
      "hope train study.zarr --out runs/hope --base-task base "
      "--tasks scaling,dissipation,discretization,kinematics,compositional --base-epochs 40 --epochs 10 "
      "--val-clips 100 --jump-k 3 --schedule wsd --warmup-fraction 0.1 --decay-fraction 0.1"),
     ("repeat a run from its saved configuration with another seed (flags override the file)",
-     "hope train --config runs/hope/config.json --out runs/hope_seed1 --seed 1"),
+     "hope train --config runs/hope/seed0/config.json --out runs/hope7 --seed 7"),
 ]
 
 # the --help panels, in order; every option of the command belongs to one (a test checks)
 PANELS = {
     "Continual learning": ["--tasks", "--base-task", "--strategy", "--steps", "--epochs", "--base-steps",
                            "--base-epochs", "--replay-size", "--replay-fraction"],
-    "Data": ["--batch-size", "--val-fraction", "--val-clips", "--seed", "--eval-batch-size", "--horizon"],
+    "Data": ["--batch-size", "--val-fraction", "--val-clips", "--seed", "--seeds", "--eval-batch-size", "--horizon"],
     "Model": ["--preset"],  # + one option per PredictorConfig / TitanConfig field, added below
     "Optimisation": ["--teacher-weight", "--rollout-weight", "--rollout-steps", "--jump-weight", "--jump-k",
                      "--lr", "--schedule", "--min-lr-ratio", "--warmup-steps", "--warmup-fraction",
@@ -328,10 +337,13 @@ PANELS = {
               help="Print the fully resolved configuration as JSON (usable as --config) and exit.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint "
               "with its saved configuration.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Predictor preset; the model options below override its fields. [default: hope_phase5]")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, metavar="NAME",
+              help=f"Predictor preset, one of {', '.join(sorted(PRESETS))}; the model options below override "
+                   "its fields. vit_tiny with --pattern TTTTT "
+                   "is the ViT with hope_tiny's parameter count (the demo's baseline). [default: hope_phase5 "
+                   "on a GPU, hope_tiny on a CPU]")
 @threads_option
-@compile_option
+@train_compile_option
 def command(store, run_dir, config_file, print_config, resume, preset, **kwargs):
     """Train a predictor on the features in STORE.
 
@@ -358,19 +370,27 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     from hopecli.train.distributed import init_from_env, resolve_device, shutdown
     from hopecli.train.interrupt import TrainingInterrupted
     from hopecli.train.runconfig import read_run_config
+    from hopecli.train.seeds import read_seeds, seed_runs
 
     ctx = click.get_current_context()
-    given = [flag for flag in _given(ctx, ["preset", "config_file", "print_config", *kwargs]) if flag != "--device"]
+    seeds = kwargs.pop("seeds")
+    given = [flag for flag in _given(ctx, ["preset", "config_file", "print_config", "seeds", *kwargs])
+             if flag != "--device"]
     if run_dir is None and not print_config:
         raise click.UsageError("Missing option '--out'.")
+    if seeds is not None and _given(ctx, ["seed"]):
+        raise click.UsageError("give one of --seed and --seeds")
     file_data, file_model = {}, {}
     if config_file is not None and not resume:
         file_data, file_model = _apply_config_file(ctx, config_file, kwargs, preset is not None)
-    if preset is None:
-        preset = file_data.get("preset") or "hope_phase5"
+    label = preset
+    if preset is None and file_data.get("preset") is not None:
+        preset = label = file_data["preset"]
         if preset not in PRESETS:
             raise click.UsageError(f"{config_file}: unknown preset {preset!r}; "
                                    f"choose one of {', '.join(sorted(PRESETS))}")
+    elif preset is None and file_model:  # a config.json from before runs recorded their preset
+        preset, label = CPU_PRESET, f"the model of {config_file}"
     if store is None and not resume:
         from hopecli.train.configfile import store_path
 
@@ -381,8 +401,13 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     if resume:
         if given:
             raise click.UsageError(f"--resume continues with the saved configuration; drop {', '.join(given)}")
-        saved = read_run_config(run_dir)
+        seeds = read_seeds(run_dir) if run_dir is not None else None
+        started = seed_runs(run_dir) if seeds is not None else [run_dir]
+        if not started:
+            raise click.ClickException(f"{run_dir}: none of its seed runs has started; train it anew")
+        saved = read_run_config(started[0])
         model_cfg, train_cfg = saved.model, saved.train
+        label = saved.raw.get("preset")
         if _given(ctx, ["device"]):  # a checkpoint is device-free: resume anywhere
             train_cfg = dataclasses.replace(train_cfg, device=kwargs["device"])
         store = store or saved.store["path"]
@@ -394,11 +419,17 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
             raise click.UsageError("give one of --val-fraction and --val-clips")
         train_cfg = _checked(lambda: _train_config(kwargs))
     try:
-        resolve_device(train_cfg.device)  # before anything is written
+        device = resolve_device(train_cfg.device)  # before anything is written
     except HopeError as e:
         hint = (f"; the run was saved with device {train_cfg.device!r}: add --device cpu (or auto) to "
                 "--resume on this machine" if resume else "")
         raise click.ClickException(f"{e}{hint}") from None
+    if preset is None and not resume:  # the full-size preset on a GPU, a CPU-sized one on a CPU
+        preset = label = CPU_PRESET if device.type == "cpu" else GPU_PRESET
+        if device.type == "cpu":
+            err.print(f"no --preset: {CPU_PRESET}, sized for the CPU (--preset {GPU_PRESET} trains the "
+                      "43M-parameter predictor the studies compare, at minutes a step on a CPU)",
+                      highlight=False)
     fs = FeatureStore.open(store)
     if not resume:
         attrs = fs.attrs
@@ -407,16 +438,29 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
             state_dim=attrs["state_dim"], patches_per_step=attrs["patches_per_step"],
             grid=tuple(attrs["grid"]), **overrides))
     if print_config:
-        resolved = {"preset": preset, "store": {"path": str(Path(fs.path).resolve())},
+        resolved = {"preset": label if label in PRESETS else None, "store": {"path": str(Path(fs.path).resolve())},
                     "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
         click.echo(json.dumps(resolved, indent=2))
         return
     world = init_from_env(train_cfg.device)
     resume_command = shlex.join(["hope", "train", str(store), "--out", str(run_dir), "--resume"])
     if world.is_main and not resume:
-        _announce(preset, model_cfg, fs, train_cfg, world)
+        _announce(label, model_cfg, fs, train_cfg, world)
+    recorded = label if label in PRESETS else None
     try:
-        results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world)
+        if seeds is not None:
+            from hopecli.train.seeds import train_seeds
+
+            def starting(seed: int, run: Path) -> None:
+                if world.is_main:
+                    err.print(f"[bold]seed {seed}[/]: {run}", highlight=False)
+
+            results = train_seeds(fs, run_dir, model_cfg, train_cfg, None if resume else list(seeds),
+                                  resume=resume, world=world, preset=recorded, on_start=starting)
+            experiences = len(results[0]["experiences"])
+        else:
+            results = train(fs, run_dir, model_cfg, train_cfg, resume=resume, world=world, preset=recorded)
+            experiences = len(results["experiences"])
     except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: the step reached is checkpointed
         if world.is_main:
             err.print(f"{e}; continue with: {resume_command}", highlight=False, soft_wrap=True)
@@ -429,7 +473,8 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     finally:
         shutdown(world)
     if world.is_main:
-        err.print(f"[green]done:[/] {run_dir} ({len(results['experiences'])} experience(s)); "
+        runs = f" x {len(results)} seeds" if seeds is not None else ""
+        err.print(f"[green]done:[/] {run_dir} ({experiences} experience(s){runs}); "
                   f"`hope eval {run_dir}` shows the metrics")
 
 
@@ -439,10 +484,11 @@ def _announce(preset: str, model_cfg, store, train_cfg, world) -> None:
     from hopecli.train.continual import plan_protocol
 
     found = est.estimate(model_cfg, store, train_cfg, world.device)
-    err.print(f"preset {preset}: {model_cfg.pattern} predictor, {found.parameters:,} parameters", highlight=False)
+    preset = f"preset {preset}" if preset in PRESETS else preset
+    err.print(f"{preset}: {model_cfg.pattern} predictor, {found.parameters:,} parameters", highlight=False)
     if found.seconds_per_step is not None:
         steps = sum(e.steps for e in plan_protocol(store, train_cfg, world).experiences)
-        err.print(f"[yellow]warning:[/] preset {preset} has {found.parameters:,} parameters (over "
+        err.print(f"[yellow]warning:[/] {preset} has {found.parameters:,} parameters (over "
                   f"{est.LARGE_ON_CPU:,}) and will train on the CPU: one step of batch {train_cfg.batch_size} "
                   f"takes about {est.duration(found.seconds_per_step)} (one clip timed), about "
                   f"{est.duration(found.seconds_per_step * steps)} for the {steps:,} steps of this run; a GPU "

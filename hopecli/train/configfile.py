@@ -16,8 +16,9 @@ train:                     # TrainConfig fields; loss: LossConfig, optim: OptimC
 ```
 
 The model's data shapes (input_dim, action_dim, state_dim, patches_per_step, grid) always
-come from the store, so they are ignored here. `hope_version` (written by `hope train`) is
-ignored too.
+come from the store, so they are ignored here. `hope_version` and `numerics` (written by
+`hope train`: the compile decision and threads of that run, hopecli.train.numerics) are
+ignored too: a new run decides them anew.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from hopecli.errors import HopeError
 
-SECTIONS = ("hope_version", "preset", "store", "model", "train")
+SECTIONS = ("hope_version", "numerics", "preset", "store", "model", "train")
 # set from the store, never from a file
 DATA_FIELDS = ("input_dim", "action_dim", "state_dim", "patches_per_step", "grid")
 
@@ -52,10 +53,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise HopeError(f"{path}: expected a mapping with sections {', '.join(SECTIONS[1:])}")
+        raise HopeError(f"{path}: expected a mapping with sections {', '.join(SECTIONS[2:])}")
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
-        raise HopeError(f"{path}: unknown section(s) {', '.join(unknown)}; expected {', '.join(SECTIONS[1:])}")
+        raise HopeError(f"{path}: unknown section(s) {', '.join(unknown)}; expected {', '.join(SECTIONS[2:])}")
     for section in ("model", "train"):
         if not isinstance(data.get(section) or {}, dict):
             raise HopeError(f"{path}: section {section!r} must be a mapping of fields")

@@ -25,7 +25,9 @@ from hopecli.console import err
 from hopecli.errors import HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
 from hopecli.model.memory import SelfModifyingTitan
-from hopecli.model.memory.compiled import compile_mode, training_run, wants_compile
+from hopecli.model.memory import compiled
+from hopecli.model.memory.compiled import compile_mode, wants_compile
+from hopecli.train import numerics
 from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
@@ -137,6 +139,11 @@ def _evaluate_tasks(model, store, protocol: Protocol, cfg: TrainConfig, world: W
                               horizon=horizon, jump_k=cfg.loss.jump_k) for t in protocol.tasks}
 
 
+def _means(per_task: dict) -> dict:
+    """evaluate_clips' results without the per-clip errors (what metrics.jsonl logs)."""
+    return {t: {k: v for k, v in e.items() if k != "per_clip"} for t, e in per_task.items()}
+
+
 def _row(per_task: dict, kind: str) -> list[float | None]:
     return [_finite_or_none(per_task[t][kind]) for t in per_task]
 
@@ -165,12 +172,15 @@ def train(
     *,
     resume: bool = False,
     world: World | None = None,
+    preset: str | None = None,
 ) -> dict:
     """Train a predictor on an open FeatureStore through the continual-learning protocol.
 
     Writes RUN/config.json, metrics.jsonl, checkpoints and results.json (rank 0), and
     returns the results dict. resume=True continues the run in `run_dir` from its latest
-    checkpoint; the configs must equal the saved ones.
+    checkpoint; the configs must equal the saved ones, and the compile decision recorded
+    in config.json's `numerics` is replayed (hopecli.train.numerics). `preset` only labels
+    the model in config.json.
     """
     world = world or init_from_env(cfg.device)
     run_dir = Path(run_dir)
@@ -184,10 +194,12 @@ def train(
     if cfg.loss.jump_k is not None and cfg.loss.jump_k > clip_steps - 1:
         raise HopeError(f"{store.path}: clips of {clip_steps} steps allow a jump_k of at most "
                         f"{clip_steps - 1}, asked {cfg.loss.jump_k}")
-    config = {"hope_version": __version__, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
-              "store": store_info(store)}
+    total_steps = sum(e.steps for e in protocol.experiences)
+    config = {"hope_version": __version__, "preset": preset, "model": model_cfg.to_dict(), "train": cfg.to_dict(),
+              "store": store_info(store), "numerics": numerics.record(world.device, total_steps)}
     split = split_record(store, protocol)
     _prepare_run_dir(run_dir, config, resume, world, split)  # after every check: a refused run writes nothing
+    recorded = read_run_config(run_dir).raw.get("numerics") if resume else config["numerics"]
 
     torch.manual_seed(cfg.seed)
     model = Predictor(model_cfg).to(world.device)
@@ -226,26 +238,40 @@ def train(
                             {"optimizer": optimizer.state_dict(), "pending_grads": pending, "progress": progress})
         barrier(world)
 
-    remaining = sum(e.steps for e in protocol.experiences) - progress["global_step"]
     has_memory = any(isinstance(m, SelfModifyingTitan) for m in model.modules())
     try:
-        with stop_on_signals() as stop, Reporter(cfg, world) as reporter, training_run(remaining):
+        with (stop_on_signals() as stop, Reporter(cfg, world) as reporter,
+              numerics.replayed(recorded, total_steps) as replay):
             compiling_on_cpu = has_memory and world.device.type == "cpu" and wants_compile(world.device, True)
             reporter.print(
                 f"{model_cfg.pattern} predictor, {model.num_parameters():,} parameters, on {world.device}"
                 f"{f' x {world.size} processes' if world.distributed else ''}; "
                 f"{len(protocol.experiences)} experience(s): "
                 + ", ".join(f"{e.name} ({e.steps} steps)" for e in protocol.experiences))
+            if resume:
+                changed = numerics.differences(replay, numerics.record(world.device, total_steps))
+                reporter.print(f"resuming with the run's recorded --compile {replay['compile']} "
+                               f"(decided on its {replay['compile_steps']} steps)")
+                if changed:
+                    reporter.print(f"[yellow]warning:[/] resumed with {', '.join(changed)} (recorded in "
+                                   f"{run_dir / CONFIG}); the remaining steps may differ from an "
+                                   "uninterrupted run in the last bits")
             if compiling_on_cpu:
-                why = (f"auto: {remaining} steps on the CPU repay the first steps' compilation; "
+                why = (f"auto: {replay['compile_steps']} steps on the CPU repay the first steps' compilation; "
                        "--compile off skips it" if compile_mode() == "auto" else compile_mode())
                 reporter.print(f"compiling the memory's training step (--compile {why})")
+                if compile_mode() == "on" and replay["compile_steps"] < compiled.CPU_TRAIN_STEPS:
+                    reporter.print(
+                        f"[yellow]warning:[/] --compile on: {replay['compile_steps']} steps on the CPU are too "
+                        f"few to repay the compilation (about 95 s, repaid after about 130 steps; --compile "
+                        f"auto compiles CPU runs of {compiled.CPU_TRAIN_STEPS} steps or more); this run will "
+                        "likely be slower than with --compile off")
             if progress["initial"] is None:
                 reporter.print("evaluating the untrained model on the validation clips of every task")
                 per_task = _evaluate_tasks(model, store, protocol, cfg, world)
                 progress["initial"] = {k: _row(per_task, k) for k in ERRORS}
                 if log:
-                    log.write({"kind": "eval", "step": 0, "experience": -1, "errors": per_task})
+                    log.write({"kind": "eval", "step": 0, "experience": -1, "errors": _means(per_task)})
             for exp in protocol.experiences[progress["experience"]:]:
                 def periodic(step: int, global_step: int) -> None:
                     progress.update(step=step, global_step=global_step)
@@ -262,7 +288,8 @@ def train(
                 progress.update(experience=exp.index + 1, step=0, global_step=global_step)
                 checkpoint(f"experience-{exp.index}")
                 if world.is_main:
-                    log.write({"kind": "eval", "step": global_step, "experience": exp.index, "errors": per_task})
+                    log.write({"kind": "eval", "step": global_step, "experience": exp.index,
+                               "errors": _means(per_task)})
                     write_json(run_dir / RESULTS, _results(protocol, cfg, progress, None))
                     _print_row(reporter, exp, per_task)
             reporter.print(f"measuring the error per rollout horizon (1..{horizon} steps)")
@@ -273,6 +300,9 @@ def train(
     per_horizon = {"steps": horizon, "tasks": {t: [_finite_or_none(e) for e in per_task[t]["horizon"]]
                                                for t in protocol.tasks}}
     results = _results(protocol, cfg, progress, per_horizon)
+    # the final model's error on every validation clip, for the intervals of `hope eval`
+    results["clip_errors"] = {k: {t: [_finite_or_none(e) for e in per_task[t]["per_clip"][k]]
+                                  for t in protocol.tasks} for k in ERRORS}
     if world.is_main:
         write_json(run_dir / RESULTS, results)
         learning_curve(run_dir)

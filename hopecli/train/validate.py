@@ -62,23 +62,31 @@ def evaluate_clips(
 ) -> dict:
     """Mean errors over the clips `indices` of `store`.
 
-    Returns {"teacher_forcing": float, "jump": float, "horizon": [H floats], "clips": n}.
-    All ranks must call it (the sums are all-reduced).
+    Returns {"teacher_forcing": float, "jump": float, "horizon": [H floats], "clips": n,
+    "per_clip": {"teacher_forcing": [n floats], "jump": [n floats]}} (per_clip in the order
+    of `indices`: what `hope eval` resamples for its intervals). All ranks must call it
+    (the sums are all-reduced).
     """
     was_training = model.training
     model.eval()
     sums = torch.zeros(3 + horizon, dtype=torch.float64, device=world.device)  # errors..., count
-    mine = list(indices)[world.rank :: world.size]
+    indices = list(indices)
+    per_clip = torch.zeros(len(indices), 2, dtype=torch.float64, device=world.device)  # [n, tf/jump]
+    positions = list(range(len(indices)))[world.rank :: world.size]
     try:
-        for start in range(0, len(mine), batch_size):
-            batch = read_batch(store, mine[start : start + batch_size]).to(world.device)
+        for start in range(0, len(positions), batch_size):
+            rows = positions[start : start + batch_size]
+            batch = read_batch(store, [indices[i] for i in rows]).to(world.device)
             with autocast(world.device):
                 err = clip_errors(model, batch.features, batch.actions, batch.states, horizon, jump_k)
             sums[:-1] += err.double().sum(0)
             sums[-1] += err.shape[0]
+            per_clip[rows] = err[:, :2].double()
     finally:
         model.train(was_training)
     all_sum(sums, world)
+    all_sum(per_clip, world)
     n = int(sums[-1].item())
     means = (sums[:-1] / max(n, 1)).tolist()
-    return {"teacher_forcing": means[0], "jump": means[1], "horizon": means[2:], "clips": n}
+    return {"teacher_forcing": means[0], "jump": means[1], "horizon": means[2:], "clips": n,
+            "per_clip": {"teacher_forcing": per_clip[:, 0].tolist(), "jump": per_clip[:, 1].tolist()}}

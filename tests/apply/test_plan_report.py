@@ -7,6 +7,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -48,16 +49,19 @@ def test_plan_prints_three_energies_and_a_verdict(runs, clips_dir, tmp_path):
         f"  the clip's own actions:  {energies['own']:.6f}",
         f"  zero actions:            {energies['zero']:.6f}",
     ]
-    names = (("own", "the clip's own actions"), ("zero", "zero actions"))
-
-    def named(key, name):
-        return f"{name} ({100 * (energies['planned'] - energies[key]) / energies[key]:+.2g}%)"
-
-    beaten = [named(key, name) for key, name in names if energies["planned"] < energies[key]]
-    missed = [named(key, name) for key, name in names if energies["planned"] >= energies[key]]
-    expected = (f"planning got closer to the goal than {' and '.join(beaten)}" if not missed
-                else f"planning did not get closer to the goal than {' and '.join(missed)}")
-    assert lines[start + 4] == expected
+    verdicts = json.loads(result.stdout)["plan"]["verdicts"]
+    patches = json.loads((runs["hope_tiny"] / "config.json").read_text())["model"]["patches_per_step"]
+    words = {"better": "got closer to the goal than", "worse": "ended farther from the goal than",
+             "no clear difference": "made no clear difference against"}
+    for offset, (key, name) in enumerate((("own", "the clip's own actions"), ("zero", "zero actions")), start=4):
+        v = verdicts[key]
+        assert v["reference"] == name and v["items"] == patches  # the goal's patches pair the energies
+        assert v["relative"] == pytest.approx((energies["planned"] - energies[key]) / energies[key], abs=1e-5)
+        assert lines[start + offset] == (
+            f"planning {words[v['outcome']]} {name}: energy {100 * v['relative']:+.1f}% vs {name}: {v['outcome']} "
+            f"(paired sign-flip test over {patches} patches, p = {v['p_value']:.2g})")
+        clear = v["p_value"] < 0.05 and abs(v["relative"]) > 1e-3
+        assert v["outcome"] == ("no clear difference" if not clear else "better" if v["relative"] < 0 else "worse")
     assert "rollout of clip1.mp4#0 from 2 context step(s), planned actions" in lines
     assert ("CEM planning toward " + str(clips_dir / "clip0.mp4") + " (6 samples, top 2, 2 iterations, "
             "horizon 2)") in lines
@@ -87,7 +91,7 @@ def test_plan_figure_shows_goal_and_planned_rollout(runs, clips_dir, tmp_path, m
     assert [row[0].get_ylabel() for row in axes] == ["video", "observed, goal", "predicted"]
     assert [ax.get_title() for ax in axes[0]] == ["step 0 (ctx)", "step 1 (ctx)", "step 2", "goal"]
     has_image = [[bool(ax.images) for ax in row] for row in axes]
-    assert has_image == [[True, True, False, False],  # no frames of the clip's own future
+    assert has_image == [[True, True, False, True],  # no frames of the clip's own future; the goal's frame
                          [True, True, False, True],  # observed steps, then the goal
                          [False, False, True, False]]  # the rollout under the planned action
     assert "planned actions" in fig._suptitle.get_text()

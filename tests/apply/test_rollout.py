@@ -156,6 +156,14 @@ def test_cli_rollout_from_store(runs, store_path, tmp_path):
     assert report["rollout"]["predicted_steps"] == [2, 3]
     assert len(report["rollout"]["l1_per_horizon"]) == 2
     assert np.load(out).shape == (2, 64, 192) and png.exists()
+    # the verdict: against the better of copy-last and context-mean, by the paired test
+    rollout = report["rollout"]
+    best = min(rollout["baselines"], key=lambda k: np.mean(rollout["baselines"][k]))
+    versus = rollout["vs_best_baseline"]
+    assert versus["reference"] == best.replace("_", "-") and versus["items"] == 2
+    assert versus["outcome"] == "no clear difference"  # 2 horizons: p >= 1/2 whatever the errors
+    assert (f"mean L1 {100 * versus['relative']:+.1f}% vs {versus['reference']}: no clear difference (paired "
+            f"sign-flip test over 2 horizons, p = {versus['p_value']:.2g})") in " ".join(result.stderr.split())
 
 
 def test_cli_plan_toward_a_goal_video(runs, clips_dir):

@@ -66,12 +66,14 @@ def test_a_runs_config_json_repeats_the_run(store_path, tmp_path):
     again = _printed("--config", first / "config.json")
     assert again["model"] == saved["model"] and again["train"] == saved["train"]
     assert again["store"]["path"] == saved["store"]["path"]
+    assert saved["preset"] == again["preset"] == "hope_tiny"  # recorded, not the default's name
     # and trains: the second run's config.json equals the first's but for the seed given on the command line
     second = tmp_path / "second"
     result = _run("train", "--config", first / "config.json", "--out", second, "--seed", "1")
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("preset hope_tiny: HH predictor")
     repeated = json.loads((second / "config.json").read_text())
-    assert repeated["model"] == saved["model"]
+    assert repeated["model"] == saved["model"] and repeated["preset"] == "hope_tiny"
     assert repeated["train"] == {**saved["train"], "seed": 1}
 
 
@@ -117,3 +119,20 @@ def test_the_readme_yaml_example_resolves(tmp_path, monkeypatch):
     assert resolved["preset"] == "hope_tiny" and resolved["model"]["pattern"] == "HHH"
     assert resolved["model"]["memory"]["update_rule"] == "gd"
     assert resolved["train"]["tasks"] == ["low", "mid", "high"] and resolved["train"]["optim"]["lr"] == 0.002
+
+
+def test_a_config_json_without_a_preset_is_labelled_by_its_file(store_path, tmp_path):
+    """config.json of a run from before runs recorded their preset: its model section is
+    the whole model, so the announcement names the file, not a preset it may not be."""
+    first = tmp_path / "first"
+    assert _run("train", store_path, "--out", first, "--preset", "vit_tiny", "--tasks", "a", "--steps", "1",
+                "--batch-size", "2", "--val-clips", "1").exit_code == 0
+    saved = json.loads((first / "config.json").read_text())
+    del saved["preset"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(saved))
+    assert _printed("--config", old)["preset"] is None
+    result = _run("train", "--config", old, "--out", tmp_path / "second")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"the model of {old}: TT predictor")
+    assert json.loads((tmp_path / "second" / "config.json").read_text())["model"] == saved["model"]

@@ -37,8 +37,11 @@ def test_summary_first_details_on_request(tmp_path):
     header = next(line for line in lines if "Avg Error" in line)
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
         "run", "Avg Error", "Forgetting", "Plasticity", "Gap Closed", "Jump Avg Error", "vs copy"]
-    rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in lines if line.startswith("│")]
+    cut = next(i for i, line in enumerate(lines) if "over seeds: mean [95% interval]" in line)
+    rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in lines[:cut] if line.startswith("│")]
     assert [r[0] for r in rows] == ["naive", "joint", "replay", "copy-last", "context-mean"]
+    groups = [line.strip("│ ").split("│")[0].strip() for line in lines[cut:] if line.startswith("│")]
+    assert groups[:3] == ["naive", "joint", "replay"]  # one seed each: an interval from the clips
     copy = report["runs"][0]["baselines"]["copy_last"]["avg_error"]["teacher_forcing"]
     assert rows[3][1] == f"{copy:.4f}" and rows[3][2] == ""  # a baseline forgets nothing
     vs_copy = report["runs"][2]["metrics"]["teacher_forcing"]["vs_copy"]
@@ -49,7 +52,8 @@ def test_summary_first_details_on_request(tmp_path):
     assert rows[1][2] == "-"  # a joint run has nothing to forget
     assert "error on each partition" not in result.stderr and "validation clips" not in result.stderr
     assert lines[-1].startswith("per-run error matrices and both metric families: --details; figures: ")
-    assert len([line for line in lines if line.startswith("┏")]) == 1  # one table, not ten
+    # the summary and its means with intervals (one row per configuration), not ten tables
+    assert len([line for line in lines if line.startswith("┏")]) == 2
 
     detailed = _run("eval", *runs, "--details")
     assert detailed.stderr.splitlines()[0] == lines[0]

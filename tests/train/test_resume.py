@@ -102,3 +102,61 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(store_p
     assert all(torch.isfinite(p).all() for p in model.parameters())
     results = json.loads((run / "results.json").read_text())
     assert len(results["R"]["teacher_forcing"]) == 1 and results["complete"] is False
+
+
+def test_resume_replays_the_compile_decision_of_the_whole_run(store_path, tmp_path, monkeypatch):
+    """A run long enough for --compile auto to compile its training step on the CPU,
+    interrupted where fewer steps remain than that threshold: the resumed steps still
+    run compiled (the decision recorded in config.json), and the losses, weights and
+    results equal the uninterrupted run's bit for bit. The compiler passes through,
+    recording which calls it served."""
+    from hopecli.model.memory import chunked, compiled
+    from hopecli.model.memory.compiled import CompiledStep, set_compile
+
+    calls: list[bool] = []
+
+    def compiler(fn):
+        def call(*args, **kwargs):
+            calls.append(torch.is_grad_enabled())
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._chunk_step, compiler))
+    monkeypatch.setattr(compiled, "CPU_TRAIN_STEPS", 6)  # 8 steps in all, 3 left after the crash
+    monkeypatch.delenv("HOPE_COMPILE", raising=False)
+    set_compile("auto")
+    store = FeatureStore.open(store_path)
+    model_cfg = _model_cfg("hope_tiny")
+    cfg = TrainConfig(steps=4, batch_size=2, checkpoint_every=5, log_every=2, horizon=2,
+                      optim=OptimConfig(warmup_steps=1), device="cpu")
+    full = tmp_path / "full"
+    train(store, full, model_cfg, cfg)
+    numerics = json.loads((full / "config.json").read_text())["numerics"]
+    assert numerics["compile"] == "auto" and numerics["compile_steps"] == 8 and numerics["compiled_train_step"]
+
+    crashed = tmp_path / "crashed"
+    real_step = loop.optimizer_step
+
+    def crash_at_6(optimizer, step, *args):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_step(optimizer, step, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "optimizer_step", crash_at_6)
+        with pytest.raises(KeyboardInterrupt):
+            train(store, crashed, model_cfg, cfg)
+    assert latest_checkpoint(crashed) == "step-0000005"
+    calls.clear()
+    set_compile("off")  # the process's mode now: the run's recorded "auto" is replayed instead
+    try:
+        train(store, crashed, model_cfg, cfg, resume=True)
+    finally:
+        set_compile("auto")
+    assert calls and all(calls)  # steps 6-8 compiled, as in the uninterrupted run; evaluation eager
+    assert _losses(crashed) == _losses(full)
+    a = load_file(full / "checkpoints" / "experience-1" / "model.safetensors")
+    b = load_file(crashed / "checkpoints" / "experience-1" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.loads((r / "results.json").read_text()) for r in (full, crashed))
+    assert ra == rb
