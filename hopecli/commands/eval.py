@@ -416,7 +416,6 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     training clips, reads the object's position off the features of each horizon's
     target: true features (the probe's ceiling), copy-last, and each run's rollout.
 
-    \b
     In-context curve (a store from `hope synth --dynamics`): every run's error against
     the step index, with its memories writing and frozen, beside copy, the best
     no-context map, in-context least squares and the oracle, for every family (the
