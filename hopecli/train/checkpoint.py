@@ -27,7 +27,8 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from hopecli.errors import CheckpointError, HopeError
-from hopecli.train.rundir import CHECKPOINTS, read_json, write_json
+from hopecli.train.rundir import CHECKPOINTS, write_json
+from hopecli.train.runfiles import read_latest
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -67,7 +68,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     pointer = checkpoint_dir(run_dir) / LATEST
     if not pointer.exists():
         return None
-    return read_json(pointer)["name"]
+    return read_latest(pointer)
 
 
 def resolve_checkpoint(run_dir: Path, name: str | None = None) -> Path:
