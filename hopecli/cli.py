@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "rollout": "rollout",
     "adapt": "adapt",
     "profile": "profile",
+    "check": "check",
 }
 
 
@@ -85,6 +86,7 @@ def hope() -> None:
       hope adapt     test-time adaptation (memory / LayerNorm) on new clips
       hope rollout   autoregressive prediction and CEM planning
       hope profile   per-component latency, throughput and memory
+      hope check     verify a store or a run folder; repair a store's damaged clips
     """
 
 
