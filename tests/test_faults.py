@@ -235,3 +235,32 @@ def test_sigterm_during_the_final_measurement_exits_143_and_resumes(fresh, monke
     monkeypatch.undo()
     assert _run("train", store, "--out", new, "--resume").exit_code == 0
     assert json.loads((new / "results.json").read_text()) == json.loads((run / "results.json").read_text())
+
+
+# -- two writers, a store changed under a run ------------------------------------------
+
+
+def test_a_second_writer_of_a_run_is_refused_naming_the_holder(fresh):
+    from hopecli.train.rundir import run_lock
+
+    store, run = fresh
+    with run_lock(run):  # as a `hope train --resume` of this run in progress would
+        result = _run("train", store, "--out", run, "--resume")
+    _one_line(result, re.escape(f"{run}: pid {os.getpid()} on ") + r".* since .* is writing this run "
+              r"\(train or --resume\); wait for it to finish or stop it \(its lock: .*run.lock\)")
+    assert _run("train", store, "--out", run, "--resume").exit_code == 0  # released
+
+
+@pytest.mark.parametrize("change, gone", [
+    (lambda g: g["task"].__setitem__(1, "b"), "a/clip1.mp4#0"),
+    (lambda g: g["done"].__setitem__(3, False), "a/clip3.mp4#0"),
+], ids=["relabelled", "removed"])
+def test_a_store_changed_under_a_run_is_refused_on_resume(fresh, change, gone):
+    import zarr
+
+    store, run = fresh
+    change(zarr.open_group(str(store), mode="r+"))
+    result = _run("train", store, "--out", run, "--resume")
+    _one_line(result, re.escape(f"{store.resolve()}: the clips differ from the split recorded in "
+                                f"{run / 'split.json'}: task 'a' now has ") + r".*gone " + re.escape(repr(gone))
+              + r"\); resume on the store as it was, or start a new run with another --out")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from hopecli.train.interrupt import TrainingInterrupted, stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, write_json
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
 from hopecli.train.runconfig import read_run_config
 from hopecli.train.runfiles import check_state, read_split
 from hopecli.train.runlog import RunLog, learning_curve
@@ -177,6 +178,12 @@ def train(
     """
     world = world or init_from_env(cfg.device)
     run_dir = Path(run_dir)
+    with run_lock(run_dir) if world.is_main else nullcontext():  # one writer per run folder
+        return _train(store, run_dir, model_cfg, cfg, resume=resume, world=world)
+
+
+def _train(store, run_dir: Path, model_cfg: PredictorConfig, cfg: TrainConfig, *, resume: bool,
+           world: World) -> dict:
     check_model_fits_store(model_cfg, store)
     protocol = plan_protocol(store, cfg, world)
     clip_steps = clip_shape(store)[0]
@@ -348,7 +355,7 @@ def check_split(saved: dict, split: dict, store_path: str, path: Path) -> None:
             if old == new:
                 continue
             added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-            change = "; ".join([_some("new", added)] * bool(added) + [_some("gone", gone)] * bool(gone))
+            change = "; ".join(([_some("new", added)] if added else []) + ([_some("gone", gone)] if gone else []))
             raise StoreMismatchError(
                 f"{store_path}: the clips differ from the split recorded in {path}: task {task!r} now has "
                 f"{len(new)} {label} clip(s), not {len(old)} ({change or 'in another order'}); resume on "

@@ -21,9 +21,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from hopecli.errors import HopeError
 
@@ -46,6 +51,37 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RunLockedError(HopeError):
+    """Another process is writing the run folder (training or resuming it)."""
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the writer lock of a run folder (`RUN.lock` beside it, the `filelock` package, as
+    a store's) for the block; RunLockedError naming the holder (pid, host, since when) when
+    another `hope train` holds it. The holder is written to `RUN.lock.holder` once the lock
+    is held (filelock truncates the lock file on every try, so it cannot carry it)."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir.parent / f"{run_dir.name}.lock"))
+    holder = run_dir.parent / f"{run_dir.name}.lock.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            who = holder.read_text().strip() or "a process"
+        except OSError:
+            who = "a process"
+        raise RunLockedError(f"{run_dir}: {who} is writing this run (train or --resume); wait for it to "
+                             f"finish or stop it (its lock: {lock.lock_file})") from None
+    try:
+        holder.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    finally:
+        lock.release()
 
 
 def json_safe(obj):
