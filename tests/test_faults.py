@@ -264,3 +264,56 @@ def test_a_store_changed_under_a_run_is_refused_on_resume(fresh, change, gone):
     _one_line(result, re.escape(f"{store.resolve()}: the clips differ from the split recorded in "
                                 f"{run / 'split.json'}: task 'a' now has ") + r".*gone " + re.escape(repr(gone))
               + r"\); resume on the store as it was, or start a new run with another --out")
+
+
+# -- disk space, file modes ------------------------------------------------------------
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_and_leaves_nothing(fresh, monkeypatch):
+    from tests.faults import full_disk
+
+    store, run = fresh
+    new = run.parent / "new"
+    full_disk(monkeypatch, free=4096)
+    result = _run("train", store, "--out", new, *TRAIN)
+    _one_line(result, re.escape(f"{new / 'checkpoints'}: no space left on ") + r"/\S* for checkpoint experience-0, "
+              r"\d+\.\d MiB needed, 0\.0 MiB free")
+    assert sorted(p.name for p in (new / "checkpoints").iterdir()) == []  # no .tmp-experience-0
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_folder(fresh, monkeypatch):
+    from tests.faults import ENOSPC, fails_with
+
+    from hopecli.train import checkpoint
+
+    store, run = fresh
+    new = run.parent / "new"
+    monkeypatch.setattr(checkpoint.torch, "save", fails_with(ENOSPC, new / "checkpoints" / ".tmp-experience-0"))
+    result = _run("train", store, "--out", new, *TRAIN)
+    _one_line(result, re.escape(f"{new / 'checkpoints' / '.tmp-experience-0'}: no space left on ") + r"/\S*")
+    assert list((new / "checkpoints").iterdir()) == []
+
+
+def test_a_clip_that_does_not_fit_is_refused_and_the_store_stays_whole(tmp_path, monkeypatch):
+    from tests.faults import full_disk
+
+    path = make_store(tmp_path / "s.zarr", {"a": 2})
+    store = FeatureStore.open(path, writable=True)
+    [index] = store.add_clips(["a/new.mp4#0"], ["a"])
+    full_disk(monkeypatch, free=1000)
+    with pytest.raises(Exception, match=re.escape(f"{path}: no space left on ") + r"/\S* for clip 2, "
+                                        r"1\.0 MiB needed, 0\.0 MiB free"):
+        store.write(index, store.read(0))
+    assert not store.chunk_file("features", index).exists()
+    assert FeatureStore.open(path).indices() == [0, 1]
+
+
+def test_run_files_follow_the_umask(fresh):
+    store, run = fresh
+    old = os.umask(0o022)
+    try:
+        assert _run("train", store, "--out", run.parent / "new", *TRAIN).exit_code == 0
+    finally:
+        os.umask(old)
+    for name in ("config.json", "split.json", "results.json", "checkpoints/latest.json"):
+        assert (run.parent / "new" / name).stat().st_mode & 0o777 == 0o644, name

@@ -26,7 +26,7 @@ from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
-from hopecli.errors import CheckpointError, HopeError
+from hopecli.errors import CheckpointError, HopeError, check_free_space
 from hopecli.train.rundir import CHECKPOINTS, write_json
 from hopecli.train.runfiles import read_latest
 
@@ -49,9 +49,14 @@ def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> 
     tmp = root / f".tmp-{name}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    check_free_space(root, checkpoint_bytes(model, state), f"checkpoint {name}")
     tmp.mkdir()
-    save_safetensors_model(model, str(tmp / WEIGHTS))
-    torch.save(state, tmp / STATE)
+    try:
+        save_safetensors_model(model, str(tmp / WEIGHTS))
+        torch.save(state, tmp / STATE)
+    except BaseException:  # a full disk, a signal: the previous checkpoint stays the latest
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = root / name
     if final.exists():  # left by a crash between the rename and latest.json
         shutil.rmtree(final)
@@ -61,6 +66,21 @@ def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> 
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_bytes(model: nn.Module, state) -> int:
+    """About the bytes a checkpoint of `model` with training `state` takes on disk."""
+    def tensors(obj) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(tensors(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(tensors(v) for v in obj)
+        return 0
+
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return weights + tensors(state) + (1 << 20)  # + headers, pickle framing, latest.json
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
