@@ -317,3 +317,45 @@ def test_run_files_follow_the_umask(fresh):
         os.umask(old)
     for name in ("config.json", "split.json", "results.json", "checkpoints/latest.json"):
         assert (run.parent / "new" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clips(tmp_path) -> Path:
+    """A folder with one good video, a looping and a dangling .mp4 link."""
+    from hopecli.data.synth import PushConfig, simulate_push, write_clip
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_clip(simulate_push(PushConfig(frames=8, resolution=32, seed=0)), folder / "good.mp4")
+    (folder / "loop.mp4").symlink_to("loop.mp4")
+    (folder / "dangling.mp4").symlink_to("nowhere.mp4")
+    return folder
+
+
+def test_broken_links_in_a_folder_are_named_and_skipped(clips, tmp_path):
+    from hopecli.data.video import list_videos
+
+    broken = []
+    assert list_videos([clips], on_broken=lambda link, reason: broken.append(reason)) == [clips / "good.mp4"]
+    assert broken == [f"{clips / 'dangling.mp4'}: dangling symlink (its target nowhere.mp4 does not exist); skipped",
+                      f"{clips / 'loop.mp4'}: symlink loop (the link points back to itself); skipped"]
+    result = _run("extract", clips / "loop.mp4", "--out", tmp_path / "s.zarr")
+    _one_line(result, re.escape(f"{clips / 'loop.mp4'}: symlink loop (the link points back to itself); skipped"))
+    result = _run("extract", clips, "--out", tmp_path / "s.zarr", "--frames", 8, "--device", "cpu")
+    _one_line(result, re.escape("2 file(s) skipped; fix them or pass --allow-skips"))
+    assert "symlink loop" in result.output and "dangling symlink" in result.output
+    result = _run("extract", clips, "--out", tmp_path / "s.zarr", "--frames", 8, "--device", "cpu", "--allow-skips")
+    assert result.exit_code == 0, result.output
+
+
+def test_non_finite_rollout_actions_are_refused(fresh, tmp_path):
+    store, run = fresh
+    actions = np.zeros((3, 2), np.float32)
+    actions[1, 0] = np.nan
+    np.save(tmp_path / "a.npy", actions)
+    _one_line(_run("rollout", "--run", run, "--store", store, "--index", 0, "--context", 1,
+                   "--actions", tmp_path / "a.npy"),
+              re.escape(f"{tmp_path / 'a.npy'}: row 1 of the actions holds NaN or infinite values"))

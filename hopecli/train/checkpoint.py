@@ -117,6 +117,15 @@ def load_weights(model: nn.Module, folder: Path) -> None:
         )
 
 
+def check_finite_weights(model: nn.Module, folder: Path) -> None:
+    """CheckpointError naming the weights file and the first parameter holding NaN or
+    infinite values (a diverged run): nothing measured with it would mean anything."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{Path(folder) / WEIGHTS}: {name} holds NaN or infinite values (the run "
+                                  "diverged or the file is damaged); use an earlier checkpoint or train again")
+
+
 def load_state(folder: Path) -> dict:
     """state.pt of a checkpoint, read without executing pickled code."""
     path = Path(folder) / STATE
