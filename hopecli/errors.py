@@ -72,13 +72,13 @@ def _mib(n: int) -> str:
 def describe_os_error(e: OSError) -> str:
     """One line "FILE: problem" for an OSError a user can meet: a full or read-only disk,
     a folder of another user, a symlink loop."""
-    name = e.filename if e.filename is not None else "(unknown file)"
+    name = e.filename
     problem = {
-        errno.ENOSPC: f"no space left on {mount_point(name)}" if e.filename is not None else "no space left on the device",
+        errno.ENOSPC: f"no space left on {mount_point(name)}" if name is not None else "no space left on the device",
         errno.EDQUOT: "disk quota exceeded",
         errno.EACCES: "permission denied (owned by another user, or read-only)",
         errno.EPERM: "operation not permitted (owned by another user, or read-only)",
         errno.EROFS: "read-only file system",
         errno.ELOOP: "symlink loop (a link that points back to itself)",
     }.get(e.errno, e.strerror or str(e))
-    return f"{name}: {problem}"
+    return problem if name is None else f"{name}: {problem}"  # a write to an open file names none

@@ -395,7 +395,13 @@ def evaluate_runs(
     if figures:
         for report in reports:
             path = Path(report.run) / "eval.png"
-            save_figure([report], path)
+            try:
+                save_figure([report], path)
+            except OSError as e:  # a read-only or full run folder: the metrics are still shown
+                from hopecli.errors import describe_os_error
+
+                warnings.append(f"{describe_os_error(e)}: its figure is not written")
+                continue
             report.figure = str(path)
     if out_figure is not None:
         save_comparison(reports, Path(out_figure))

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from hopecli.cli import hope
 from hopecli.data.store import ClipFeatures, FeatureStore, UnfinishedClipsWarning
-from hopecli.errors import DamagedStoreError, RunFileError
+from hopecli.errors import DamagedStoreError, DiskFullError
 from tests.faults import (EACCES, corrupt_json, delete_chunk, fails_with, truncate_chunk)
 from tests.train.conftest import make_store
 
@@ -301,8 +301,8 @@ def test_a_clip_that_does_not_fit_is_refused_and_the_store_stays_whole(tmp_path,
     store = FeatureStore.open(path, writable=True)
     [index] = store.add_clips(["a/new.mp4#0"], ["a"])
     full_disk(monkeypatch, free=1000)
-    with pytest.raises(Exception, match=re.escape(f"{path}: no space left on ") + r"/\S* for clip 2, "
-                                        r"1\.0 MiB needed, 0\.0 MiB free"):
+    with pytest.raises(DiskFullError, match=re.escape(f"{path}: no space left on ") + r"/\S* for clip 2, "
+                                            r"0\.1 MiB needed, 0\.0 MiB free"):
         store.write(index, store.read(0))
     assert not store.chunk_file("features", index).exists()
     assert FeatureStore.open(path).indices() == [0, 1]
@@ -315,7 +315,8 @@ def test_run_files_follow_the_umask(fresh):
         assert _run("train", store, "--out", run.parent / "new", *TRAIN).exit_code == 0
     finally:
         os.umask(old)
-    for name in ("config.json", "split.json", "results.json", "checkpoints/latest.json"):
+    for name in ("config.json", "split.json", "results.json", "checkpoints/latest.json",
+                 "checkpoints/experience-1/model.safetensors", "checkpoints/experience-1/state.pt"):
         assert (run.parent / "new" / name).stat().st_mode & 0o777 == 0o644, name
 
 
@@ -359,3 +360,28 @@ def test_non_finite_rollout_actions_are_refused(fresh, tmp_path):
     _one_line(_run("rollout", "--run", run, "--store", store, "--index", 0, "--context", 1,
                    "--actions", tmp_path / "a.npy"),
               re.escape(f"{tmp_path / 'a.npy'}: row 1 of the actions holds NaN or infinite values"))
+
+
+def test_a_failed_atomic_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    from tests.faults import EROFS
+
+    from hopecli.train import rundir
+
+    target = tmp_path / "results.json"
+    monkeypatch.setattr(rundir.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(EROFS, "ro", src)))
+    with pytest.raises(OSError) as raised:
+        rundir.write_json(target, {"a": 1})
+    assert raised.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_of_a_run_it_cannot_write_shows_the_metrics_and_warns(fresh, monkeypatch):
+    from hopecli import evaluate
+
+    _, run = fresh
+    monkeypatch.setattr(evaluate, "save_figure", fails_with(EACCES, run / "eval.png"))
+    result = _run("eval", run)
+    assert result.exit_code == 0, result.output
+    assert "Avg Error" in result.output
+    assert (f"warning: {run / 'eval.png'}: permission denied (owned by another user, or read-only): its figure "
+            "is not written") in result.output

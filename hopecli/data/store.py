@@ -62,7 +62,7 @@ REQUIRED_ATTRS = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps"
                   "tubelet_size", "patch_size", "patches_per_step", "grid",
                   "action_dim", "state_dim")
 NAME_CHUNK = 4096
-SPACE_MARGIN = 1 << 20  # metadata and file system overhead beside a clip's chunks
+SPACE_MARGIN = 64 << 10  # metadata and file system overhead beside a clip's chunks
 
 
 def _clip_bytes(clip: ClipFeatures) -> int:

@@ -22,12 +22,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from hopecli.errors import CheckpointError, HopeError, check_free_space
-from hopecli.train.rundir import CHECKPOINTS, write_json
+from hopecli.train.rundir import CHECKPOINTS, file_mode, write_json
 from hopecli.train.runfiles import read_latest
 
 WEIGHTS = "model.safetensors"
@@ -54,8 +55,12 @@ def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> 
     try:
         save_safetensors_model(model, str(tmp / WEIGHTS))
         torch.save(state, tmp / STATE)
-    except BaseException:  # a full disk, a signal: the previous checkpoint stays the latest
+        for file in (tmp / WEIGHTS, tmp / STATE):  # safetensors writes 0600
+            os.chmod(file, file_mode())
+    except BaseException as e:  # a full disk, a signal: the previous checkpoint stays the latest
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, SafetensorError):  # safetensors' own report of a failed write
+            raise CheckpointError(f"{tmp / WEIGHTS}: cannot write the checkpoint ({e})") from None
         raise
     final = root / name
     if final.exists():  # left by a crash between the rename and latest.json
@@ -80,7 +85,7 @@ def checkpoint_bytes(model: nn.Module, state) -> int:
         return 0
 
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return weights + tensors(state) + (1 << 20)  # + headers, pickle framing, latest.json
+    return weights + tensors(state) + (64 << 10)  # + headers, pickle framing, latest.json
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:

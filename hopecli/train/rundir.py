@@ -40,15 +40,25 @@ CHECKPOINTS = "checkpoints"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then move it onto `path`."""
+    """Call write(tmp) on a temporary file beside `path`, then move it onto `path`.
+
+    The file gets the mode the user's umask gives (mkstemp makes 0600, safetensors too), and
+    an OSError on the way (a read-only or full folder) names `path`, not the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run file is as open as any the user writes
     try:
         write(Path(tmp))
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -83,6 +93,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (0644 under umask 022)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:
