@@ -146,7 +146,8 @@ def _wrong_shape(state):
 
 @pytest.mark.parametrize("edit, problem", [
     (lambda s: {}, "optimizer is missing"),
-    (lambda s: {**s, "progress": {**s["progress"], "step": "x"}}, "progress.step must be a non-negative integer, got 'x'"),
+    (lambda s: {**s, "progress": {**s["progress"], "step": "x"}},
+     "progress.step must be a non-negative integer, got 'x'"),
     (_wrong_shape, r"the optimizer state 'exp_avg' has shape \[3, 3, 3\], a parameter .*: it belongs to another model"),
     (lambda s: {**s, "optimizer": {**s["optimizer"], "param_groups": s["optimizer"]["param_groups"][:1]}},
      r"the optimizer state does not fit this model \(.*\)"),

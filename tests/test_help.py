@@ -93,4 +93,5 @@ def test_an_unknown_command_lists_the_commands():
     result = CliRunner().invoke(cli.hope, ["frobnicate"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: No such command 'frobnicate'. Commands: adapt, check, eval, extract, import, profile, rollout, synth, train.")
+        "Error: No such command 'frobnicate'. "
+        "Commands: adapt, check, eval, extract, import, profile, rollout, synth, train.")

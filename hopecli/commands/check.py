@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hopecli.commands.help import HopeCommand
+from hopecli.commands.options import threads_option
 from hopecli.console import err
 
 EXAMPLES = [
@@ -33,6 +34,7 @@ EXAMPLES = [
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="With --repair: where to encode.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@threads_option
 def command(path, repair, weights, which, device, as_json):
     """Verify a feature store or a run folder, and list what is damaged.
 
