@@ -62,6 +62,7 @@ from hopecli.model.blocks import HopeBlock
 from hopecli.model.memory import TitanState
 from hopecli.rollout import Clip
 from hopecli.train.losses import l1_per_clip
+from hopecli.train.rundir import atomic_write
 
 STATE_FORMAT = "hope-adapt-state/2"
 FROZEN = "frozen"
@@ -446,8 +447,13 @@ def save_state(state: AdaptState, model: Predictor, path: str | Path, *, note: s
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"format": STATE_FORMAT, "frames": str(state.frames), "adam_steps": str(state.adam_steps),
                 "model": json.dumps(model.config.to_dict(), sort_keys=True), "note": note}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # a full disk, as safetensors reports it
+            raise HopeError(f"{path}: cannot write the adapted state ({e})") from None
+
+    atomic_write(path, write)  # a read-only folder: an OSError naming the path
     return path
 
 

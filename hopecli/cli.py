@@ -6,14 +6,17 @@ Subcommands are imported on first use so that `hope --help` does not pay for tor
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib
+import sys
 import warnings
 
 import click
 
 from hopecli import __version__
-from hopecli.errors import HopeError
+from hopecli.errors import HopeError, describe_os_error
 from hopecli.threads import prepare_environment
+from hopecli.train.interrupt import Terminated, exit_on_signals
 
 # name -> module under hopecli.commands exposing `command`
 COMMANDS: dict[str, str] = {
@@ -25,11 +28,17 @@ COMMANDS: dict[str, str] = {
     "rollout": "rollout",
     "adapt": "adapt",
     "profile": "profile",
+    "check": "check",
 }
 
 
 class HopeGroup(click.Group):
-    """Lazy subcommands, and library errors turned into one `Error: ...` line."""
+    """Lazy subcommands, and library errors turned into one `Error: ...` line.
+
+    The one place where errors become that line: HopeError (the library's own) and the
+    OSErrors of a user's machine (full or read-only disk, another user's folder, a symlink
+    loop), which name their file. Other errors are bugs and keep their traceback.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -56,6 +65,10 @@ class HopeGroup(click.Group):
             return super().invoke(ctx)
         except HopeError as e:
             raise click.ClickException(str(e)) from e
+        except OSError as e:
+            if e.errno == errno.EPIPE:  # a closed pipe: Click's own handling
+                raise
+            raise click.ClickException(describe_os_error(e)) from e
 
 
 @click.group(cls=HopeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +90,7 @@ def hope() -> None:
       hope adapt     test-time adaptation (memory / LayerNorm) on new clips
       hope rollout   autoregressive prediction and CEM planning
       hope profile   per-component latency, throughput and memory
+      hope check     verify a store or a run folder; repair a store's damaged clips
     """
 
 
@@ -105,6 +119,11 @@ _python_format = warnings.formatwarning
 
 
 def main() -> None:
-    prepare_environment()  # before torch is imported: OpenMP reads it once
-    warnings.formatwarning = _plain_warning
-    hope()
+    exit_on_signals()  # first: a signal during start-up exits 130 / 143 too
+    try:
+        prepare_environment()  # before torch is imported: OpenMP reads it once
+        warnings.formatwarning = _plain_warning
+        hope()
+    except Terminated as e:
+        print(f"stopped by {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

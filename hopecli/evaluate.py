@@ -57,7 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.errors import HopeError
-from hopecli.train.rundir import RESULTS, atomic_write, json_safe, read_json
+from hopecli.train.rundir import RESULTS, atomic_write, json_safe
+from hopecli.train.runfiles import read_results
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 METRIC_KEYS = ("avg_error", "forgetting", "plasticity", "backward_transfer", "forward_transfer")
@@ -244,11 +245,7 @@ def load_results(run_dir: Path) -> dict:
     path = Path(run_dir) / RESULTS
     if not path.exists():
         raise HopeError(f"{run_dir}: no {RESULTS}; is it a `hope train` run folder that finished an experience?")
-    results = read_json(path)
-    for key in ("tasks", "experiences", "first_trained", "R"):
-        if key not in results:
-            raise HopeError(f"{path}: missing {key!r}")
-    return results
+    return read_results(path)  # RunFileError naming the field of a damaged file
 
 
 def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path | None = None,
@@ -426,7 +423,13 @@ def evaluate_runs(
     if figures:
         for report in reports:
             path = Path(report.run) / "eval.png"
-            save_figure([report], path)
+            try:
+                save_figure([report], path)
+            except OSError as e:  # a read-only or full run folder: the metrics are still shown
+                from hopecli.errors import describe_os_error
+
+                warnings.append(f"{describe_os_error(e)}: its figure is not written")
+                continue
             report.figure = str(path)
     if out_figure is not None:
         save_comparison(reports, Path(out_figure))

@@ -331,8 +331,10 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
 
     indices = store.add_clips([w.clip_id for w in windows], [w.task for w in windows])
     done = store.done
-    todo = [(i, w) for i, w in zip(indices, windows) if not done[i]]
-    result.already_done = [w.clip_id for i, w in zip(indices, windows) if done[i]]
+    # a done clip whose chunks do not read back (missing, truncated) is encoded again
+    done = [bool(done[i]) and store.damage(i) is None for i in indices]
+    todo = [(i, w) for i, w, d in zip(indices, windows, done) if not d]
+    result.already_done = [w.clip_id for w, d in zip(windows, done) if d]
     if on_start is not None:
         on_start(len(todo))
 

@@ -86,14 +86,15 @@ def test_a_misspelt_command_gets_a_suggestion():
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
         "Error: No such command 'trian'. Did you mean 'train'? "
-        "Commands: adapt, eval, extract, import, profile, rollout, synth, train.")
+        "Commands: adapt, check, eval, extract, import, profile, rollout, synth, train.")
 
 
 def test_an_unknown_command_lists_the_commands():
     result = CliRunner().invoke(cli.hope, ["frobnicate"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: No such command 'frobnicate'. Commands: adapt, eval, extract, import, profile, rollout, synth, train.")
+        "Error: No such command 'frobnicate'. "
+        "Commands: adapt, check, eval, extract, import, profile, rollout, synth, train.")
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))

@@ -91,6 +91,7 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
     from hopecli.errors import StoreMismatchError
     from hopecli.extract import resolve_device
     from hopecli.rollout import load_clips, load_run
+    from hopecli.train.checkpoint import check_finite_weights, resolve_checkpoint
 
     if bool(clips) == (store is not None):
         raise click.UsageError("give --clip VIDEO (repeatable) or --store STORE --index I")
@@ -107,12 +108,14 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
         raise click.UsageError(str(e)) from e
 
     run = load_run(run_dir, resolve_device(device))
+    check_finite_weights(run.model, resolve_checkpoint(run.path))  # "hurt, p = 0" from NaN means nothing
     sources = [dict(clip=c) for c in clips] or [dict(store=store, index=index)]
     windows = [load_clips(run, weights=weights, which=which, **src) for src in sources]
     names = [str(c) for c in clips] or [f"{store}[{index}]"]
     baseline = None
     if baseline_dir is not None:
         other = load_run(baseline_dir, run.device)
+        check_finite_weights(other.model, resolve_checkpoint(other.path))
         same_features = (other.store["encoder"] == run.store["encoder"]
                          and other.model.config.input_dim == run.model.config.input_dim)
         if not same_features:

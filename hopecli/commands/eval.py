@@ -447,11 +447,11 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
         err.print(f"warning: {warning}", soft_wrap=True, highlight=False)
     if details:
         _print_details(report)
-    figures = [r["figure"] for r in report["runs"]] + ([report["figure"]] if report["figure"] else [])
+    figures = [r["figure"] for r in report["runs"] if r["figure"]] + ([report["figure"]] if report["figure"] else [])
     figures += list(dict.fromkeys(r["in_context"]["figure"] for r in report["runs"]
                                   if r.get("in_context") and r["in_context"].get("figure")))
     err.print(("" if details else "per-run error matrices and both metric families: --details; ")
-              + "figures: " + ", ".join(figures), highlight=False)
+              + ("figures: " + ", ".join(figures) if figures else "no figures written"), highlight=False)
     if as_json:
         click.echo(dumps_report(report))
 

@@ -92,11 +92,14 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
                            frames=frames, stride=stride, target_fps=target_fps,
                            long_clips=long_clips, time_mode=time_mode,
                            batch_size=batch_size, device=device, shard=shard)
-    empty: list[Skipped] = []  # folders among PATHS without a video: skipped inputs
+    empty: list[Skipped] = []  # folders without a video, broken symlinks: skipped inputs
     videos = list_videos(paths, on_empty=lambda folder: empty.append(
-        Skipped(str(folder), f"{folder}: no videos in this folder")))
+        Skipped(str(folder), f"{folder}: no videos in this folder")),
+        on_broken=lambda link, reason: empty.append(Skipped(str(link), reason)))
     if not videos:
-        raise InputError(f"no videos found in {', '.join(paths)}")
+        broken = [s.reason for s in empty if not s.reason.endswith("no videos in this folder")]
+        raise InputError(broken[0] if len(broken) == 1 else f"no videos found in {', '.join(paths)}"
+                         + (f" ({len(broken)} broken symlinks, e.g. {broken[0]})" if broken else ""))
     encoder = load_encoder(config.weights, which=config.which)
     if encoder.info.get("random_features"):
         err.print(f"[yellow]warning:[/] no --weights given: {RANDOM_NOTE}", soft_wrap=True)

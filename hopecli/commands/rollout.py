@@ -126,6 +126,9 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
         if given.ndim != 2 or given.shape[0] < 1 or given.shape[1] != A or given.dtype.kind not in "fiu":
             raise InputError(f"{actions_file}: actions must be numbers of shape [steps, {A}], got "
                              f"{list(given.shape)} of {given.dtype}")
+        if not np.isfinite(given).all():
+            row = int(np.argmin(np.isfinite(given).all(axis=1)))
+            raise InputError(f"{actions_file}: row {row} of the actions holds NaN or infinite values")
 
     report: dict = {"run": str(run_dir), "clip": the_clip.name}
     goal_features = None

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hopecli.console import err
+from hopecli.train.interrupt import Terminated
 
 
 def report_writes(title: str, result, extra_rows: Sequence[tuple[str, str]], *, as_json: bool,
@@ -69,7 +70,7 @@ def clip_progress(label: str, out) -> Iterator[dict]:
     try:
         with progress:
             yield callbacks
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:
         err.print(f"interrupted: {written} clips written to {out}; "
                   "run the same command again to resume")
-        raise SystemExit(130) from None
+        raise SystemExit(e.exit_code if isinstance(e, Terminated) else 130) from None

@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,15 @@ import numpy as np
 import zarr
 from filelock import FileLock
 
-from hopecli.errors import HopeError, StoreMismatchError
+from hopecli.errors import DamagedStoreError, HopeError, StoreMismatchError, check_free_space
 
 
 class NonFiniteError(HopeError):
     """A clip in a store holds NaN or infinite values."""
+
+
+class UnfinishedClipsWarning(UserWarning):
+    """A store names clips that are not marked done: they are left out of train and eval."""
 
 PER_CLIP = ("features", "actions", "states")
 OPTIONAL_PER_CLIP = ("object_states",)
@@ -57,6 +62,13 @@ REQUIRED_ATTRS = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps"
                   "tubelet_size", "patch_size", "patches_per_step", "grid",
                   "action_dim", "state_dim")
 NAME_CHUNK = 4096
+SPACE_MARGIN = 64 << 10  # metadata and file system overhead beside a clip's chunks
+
+
+def _clip_bytes(clip: ClipFeatures) -> int:
+    """Bytes a clip's chunks take at most (compression only makes them smaller)."""
+    signals = [a for a in (clip.actions, clip.states, clip.object_states) if a is not None]
+    return 2 * clip.features.size + 4 * sum(a.size for a in signals) + SPACE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_metadata(path: Path) -> None:
+    """DamagedStoreError naming the first zarr.json of the store (the group's or an array's)
+    that is not a JSON object, so a damaged one is one line instead of a JSONDecodeError."""
+    for meta in [path / "zarr.json", *sorted(path.glob("*/zarr.json"))]:
+        try:
+            data = json.loads(meta.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DamagedStoreError(f"{meta}: damaged store metadata (not valid JSON: {e}); "
+                                    "the store cannot be read, extract it again") from None
+        if not isinstance(data, dict) or "zarr_format" not in data:
+            raise DamagedStoreError(f"{meta}: damaged store metadata (not a Zarr v3 metadata object); "
+                                    "the store cannot be read, extract it again")
+
+
 def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int) -> None:
     """A new, empty store in `folder` (which must not exist)."""
     group = zarr.open_group(str(folder), mode="w-", attributes=attrs)
@@ -129,6 +155,7 @@ class FeatureStore:
         self.group = group
         self.attrs: dict[str, Any] = dict(group.attrs)
         self.created = False  # whether create_or_resume made it
+        self._warned = False  # about clips not marked done
 
     # -- opening ---------------------------------------------------------------------
 
@@ -138,6 +165,8 @@ class FeatureStore:
         path = Path(path)
         if not path.exists():
             raise HopeError(f"{path}: no such feature store")
+        if (path / "zarr.json").is_file():
+            check_metadata(path)
         try:
             group = zarr.open_group(str(path), mode="r+" if writable else "r")
         except (zarr.errors.BaseZarrError, FileNotFoundError, ValueError) as e:
@@ -237,12 +266,16 @@ class FeatureStore:
         """Write clip `index` and then mark it done."""
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
-        self.group["features"][index] = clip.features.astype(np.float16)
-        self.group["actions"][index] = clip.actions.astype(np.float32)
-        self.group["states"][index] = clip.states.astype(np.float32)
-        if clip.object_states is not None:
-            self._object_states_array(clip.object_states.shape[-1])[index] = clip.object_states.astype(np.float32)
-        self.group["done"][index] = True
+        # every chunk is written, also one equal to the fill value (all-zero actions), so that
+        # a chunk file that is missing always means damage, never zeros
+        check_free_space(self.path, _clip_bytes(clip), f"clip {index}")
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            self.group["features"][index] = clip.features.astype(np.float16)
+            self.group["actions"][index] = clip.actions.astype(np.float32)
+            self.group["states"][index] = clip.states.astype(np.float32)
+            if clip.object_states is not None:
+                self._object_states_array(clip.object_states.shape[-1])[index] = clip.object_states.astype(np.float32)
+            self.group["done"][index] = True
 
     def _object_states_array(self, dim: int):
         """The object_states array, created (NaN-filled, one chunk per clip) on first use,
@@ -281,8 +314,17 @@ class FeatureStore:
         return list(dict.fromkeys(self.tasks))
 
     def indices(self, tasks: Sequence[str] | None = None) -> list[int]:
-        """Indices of done clips, only those of the given task labels when given."""
+        """Indices of done clips, only those of the given task labels when given.
+
+        Warns once (UnfinishedClipsWarning) when the store names clips that are not done, so
+        that a clip whose done chunk was lost is not left out silently."""
         done = self.done
+        if not self._warned and not done.all():
+            self._warned = True
+            names = [self.clips[i] for i in np.flatnonzero(~done)]
+            warnings.warn(f"{self.path}: {len(names)} clip(s) not marked done are left out "
+                          f"(first {names[0]!r}): unfinished, or their done chunk is lost; "
+                          f"`hope check {self.path}` tells which", UnfinishedClipsWarning, stacklevel=2)
         if tasks is None:
             return [int(i) for i in np.flatnonzero(done)]
         unknown = sorted(set(tasks) - set(self.task_names()))
@@ -314,12 +356,52 @@ class FeatureStore:
                     "extract it again or leave its task out")
 
     def read(self, index: int) -> ClipFeatures:
-        return ClipFeatures(features=self.group["features"][index],
-                            actions=self.group["actions"][index],
-                            states=self.group["states"][index])
+        batch = self.read_batch([index])
+        return ClipFeatures(features=batch.features[0], actions=batch.actions[0], states=batch.states[0])
 
     def read_batch(self, indices: Sequence[int]) -> ClipFeatures:
+        """The clips' arrays; DamagedStoreError naming the clip and the chunk file when one
+        is missing (Zarr would read it as zeros) or does not decode."""
         idx = np.asarray(indices, dtype=np.int64)
-        return ClipFeatures(features=self.group["features"].oindex[idx],
-                            actions=self.group["actions"].oindex[idx],
-                            states=self.group["states"].oindex[idx])
+        for i in idx:
+            for name in PER_CLIP:
+                if not self.chunk_file(name, int(i)).is_file():
+                    raise self._damage(int(i), name, "is missing")
+        return ClipFeatures(**{name: self._read(name, idx) for name in PER_CLIP})
+
+    def _read(self, name: str, idx: np.ndarray) -> np.ndarray:
+        array = self.group[name]
+        try:
+            return array.oindex[idx]
+        except Exception:  # codec errors are plain RuntimeError / ValueError: find the clip
+            for i in idx:
+                try:
+                    array[int(i)]
+                except Exception as e:
+                    raise self._damage(int(i), name, f"does not decode ({e})") from None
+            raise
+
+    def chunk_file(self, name: str, index: int) -> Path:
+        """The file of clip `index`'s chunk of per-clip array `name`."""
+        array = self.group[name]
+        key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+        return self.path / name / key
+
+    def _damage(self, index: int, name: str, problem: str) -> DamagedStoreError:
+        clip = self.clips[index] if index < len(self) else "?"
+        return DamagedStoreError(
+            f"{self.chunk_file(name, index)}: clip {clip!r} (index {index}) of the store: its {name} chunk "
+            f"{problem}; `hope check {self.path} --repair` extracts it again")
+
+    def damage(self, index: int) -> str | None:
+        """What is wrong with done clip `index` (a chunk missing or not decoding), or None."""
+        try:
+            self.read_batch([index])
+        except DamagedStoreError as e:
+            return str(e)
+        return None
+
+    def unfinished(self) -> list[int]:
+        """Indices of clips that are named but not marked done (being written, killed while
+        being written, or their done chunk lost)."""
+        return [int(i) for i in np.flatnonzero(~self.done)]

@@ -8,6 +8,8 @@ here as `preprocess` so that extract and every other caller share one function.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,12 +35,15 @@ decord.logging.set_level(decord.logging.QUIET)
 
 
 def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None,
-                on_empty: Callable[[Path], None] | None = None) -> list[Path]:
+                on_empty: Callable[[Path], None] | None = None,
+                on_broken: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Video files named by PATHS: files as given, folders searched recursively (sorted),
     and `-` read as newline-separated paths from stdin. Duplicates are dropped.
 
     A path that does not exist is kept, so that reading it reports the problem per file;
-    a folder without any video is passed to `on_empty`.
+    a folder without any video is passed to `on_empty`; a symlink that loops or points
+    nowhere (given, read from stdin, or a video name inside a folder) is left out and
+    passed to `on_broken` with one line naming it.
     """
     found: list[Path] = []
     for raw in paths:
@@ -48,8 +53,8 @@ def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None,
             continue
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
+                            and (p.is_file() or p.is_symlink()))
             if not inside and on_empty is not None:
                 on_empty(path)
             found += inside
@@ -57,8 +62,26 @@ def list_videos(paths: Iterable[str | Path], stdin: TextIO | None = None,
             found.append(path)
     unique: dict[Path, Path] = {}
     for path in found:
+        problem = broken_link(path)
+        if problem is not None:
+            if on_broken is not None:
+                on_broken(path, f"{path}: {problem}; skipped")
+            continue
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
+
+
+def broken_link(path: Path) -> str | None:
+    """What is wrong with `path` when it is a symlink that loops or points nowhere, else None."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop (the link points back to itself)"
+        return f"dangling symlink (its target {os.readlink(path)} does not exist)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
-from hopecli.errors import CheckpointError, HopeError
-from hopecli.train.rundir import CHECKPOINTS, read_json, write_json
+from hopecli.errors import CheckpointError, HopeError, check_free_space
+from hopecli.train.rundir import CHECKPOINTS, file_mode, write_json
+from hopecli.train.runfiles import read_latest
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -48,9 +50,18 @@ def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> 
     tmp = root / f".tmp-{name}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    check_free_space(root, checkpoint_bytes(model, state), f"checkpoint {name}")
     tmp.mkdir()
-    save_safetensors_model(model, str(tmp / WEIGHTS))
-    torch.save(state, tmp / STATE)
+    try:
+        save_safetensors_model(model, str(tmp / WEIGHTS))
+        torch.save(state, tmp / STATE)
+        for file in (tmp / WEIGHTS, tmp / STATE):  # safetensors writes 0600
+            os.chmod(file, file_mode())
+    except BaseException as e:  # a full disk, a signal: the previous checkpoint stays the latest
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, SafetensorError):  # safetensors' own report of a failed write
+            raise CheckpointError(f"{tmp / WEIGHTS}: cannot write the checkpoint ({e})") from None
+        raise
     final = root / name
     if final.exists():  # left by a crash between the rename and latest.json
         shutil.rmtree(final)
@@ -62,12 +73,27 @@ def save_checkpoint(run_dir: Path, name: str, model: nn.Module, state: dict) -> 
     return final
 
 
+def checkpoint_bytes(model: nn.Module, state) -> int:
+    """About the bytes a checkpoint of `model` with training `state` takes on disk."""
+    def tensors(obj) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(tensors(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(tensors(v) for v in obj)
+        return 0
+
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return weights + tensors(state) + (64 << 10)  # + headers, pickle framing, latest.json
+
+
 def latest_checkpoint(run_dir: Path) -> str | None:
     """Name of the checkpoint latest.json points at, or None when the run has none yet."""
     pointer = checkpoint_dir(run_dir) / LATEST
     if not pointer.exists():
         return None
-    return read_json(pointer)["name"]
+    return read_latest(pointer)
 
 
 def resolve_checkpoint(run_dir: Path, name: str | None = None) -> Path:
@@ -94,6 +120,15 @@ def load_weights(model: nn.Module, folder: Path) -> None:
             f"{path}: weights do not fit the model (missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]})"
         )
+
+
+def check_finite_weights(model: nn.Module, folder: Path) -> None:
+    """CheckpointError naming the weights file and the first parameter holding NaN or
+    infinite values (a diverged run): nothing measured with it would mean anything."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{Path(folder) / WEIGHTS}: {name} holds NaN or infinite values (the run "
+                                  "diverged or the file is damaged); use an earlier checkpoint or train again")
 
 
 def load_state(folder: Path) -> dict:

@@ -14,6 +14,8 @@ rollout horizon. Everything the run has learned so far lives in the checkpoint, 
 from __future__ import annotations
 
 import math
+import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,22 +24,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hopecli import __version__
 from hopecli.console import err
-from hopecli.errors import HopeError, StoreMismatchError
+from hopecli.errors import CheckpointError, HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
 from hopecli.model.memory import SelfModifyingTitan
 from hopecli.model.memory import compiled
 from hopecli.model.memory.compiled import compile_mode, wants_compile
 from hopecli.train import numerics
-from hopecli.train.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint, save_checkpoint
+from hopecli.train.checkpoint import (STATE, latest_checkpoint, load_state, load_weights, resolve_checkpoint,
+                                     save_checkpoint)
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
-from hopecli.train.distributed import World, barrier, init_from_env
-from hopecli.train.interrupt import stop_on_signals
+from hopecli.train.distributed import World, all_max, barrier, init_from_env
+from hopecli.train.interrupt import TrainingInterrupted, stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, read_json, write_json
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
 from hopecli.train.runconfig import read_run_config
+from hopecli.train.runfiles import check_state, read_split
 from hopecli.train.runlog import RunLog, learning_curve
 from hopecli.train.validate import evaluate_clips
 
@@ -184,6 +188,12 @@ def train(
     """
     world = world or init_from_env(cfg.device)
     run_dir = Path(run_dir)
+    with run_lock(run_dir) if world.is_main else nullcontext():  # one writer per run folder
+        return _train(store, run_dir, model_cfg, cfg, resume=resume, world=world, preset=preset)
+
+
+def _train(store, run_dir: Path, model_cfg: PredictorConfig, cfg: TrainConfig, *, resume: bool,
+           world: World, preset: str | None) -> dict:
     check_model_fits_store(model_cfg, store)
     protocol = plan_protocol(store, cfg, world)
     clip_steps = clip_shape(store)[0]
@@ -212,11 +222,8 @@ def train(
     if name is not None:
         folder = resolve_checkpoint(run_dir, name)
         load_weights(model, folder)
-        state = load_state(folder)
-        optimizer.load_state_dict(state["optimizer"])
-        params = dict(model.named_parameters())
-        for key, grad in state["pending_grads"].items():
-            params[key].grad = grad.to(world.device)
+        state = check_state(load_state(folder), folder / STATE)
+        _resume_optimizer(model, optimizer, state, folder / STATE)
         progress = state["progress"]
 
     log = None
@@ -292,8 +299,12 @@ def train(
                                "errors": _means(per_task)})
                     write_json(run_dir / RESULTS, _results(protocol, cfg, progress, None))
                     _print_row(reporter, exp, per_task)
+                _stop_if_asked(stop, world, f"after experience {exp.index + 1} '{exp.name}'; "
+                                            f"checkpoint experience-{exp.index} saved")
             reporter.print(f"measuring the error per rollout horizon (1..{horizon} steps)")
             per_task = _evaluate_tasks(model, store, protocol, cfg, world, horizon=horizon)
+            _stop_if_asked(stop, world, "during the final measurement per horizon; every experience "
+                                        "is checkpointed, --resume measures again")
     finally:
         if log is not None:
             log.close()
@@ -308,6 +319,39 @@ def train(
         learning_curve(run_dir)
     barrier(world)
     return results
+
+
+def _resume_optimizer(model, optimizer, state: dict, path: Path) -> None:
+    """Load a checkpoint's optimizer state and pending CMS gradients into the run's own;
+    CheckpointError naming state.pt when they belong to another model."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(state["pending_grads"]) - set(params))
+    if unknown:
+        raise CheckpointError(f"{path}: pending gradients of parameters the model does not have ({unknown[0]!r})")
+    for key, grad in state["pending_grads"].items():
+        if grad.shape != params[key].shape:
+            raise CheckpointError(f"{path}: pending gradient of {key!r} has shape {list(grad.shape)}, "
+                                  f"the parameter {list(params[key].shape)}")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise CheckpointError(f"{path}: the optimizer state does not fit this model ({e})") from None
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                    raise CheckpointError(f"{path}: the optimizer state {key!r} has shape {list(value.shape)}, "
+                                          f"a parameter {list(p.shape)}: it belongs to another model")
+    for key, grad in state["pending_grads"].items():
+        params[key].grad = grad.to(params[key].device)
+
+
+def _stop_if_asked(stop, world: World, where: str) -> None:
+    """TrainingInterrupted when a signal arrived during an evaluation (the step loop looks
+    before every step; this covers the evaluations between and after the experiences)."""
+    signum = int(all_max(torch.tensor([float(stop.signum or 0)]), world).item())
+    if signum:
+        raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} {where}", signum)
 
 
 def _kept_on_resume(record: dict, progress: dict) -> bool:
@@ -341,7 +385,7 @@ def check_split(saved: dict, split: dict, store_path: str, path: Path) -> None:
             if old == new:
                 continue
             added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-            change = "; ".join([_some("new", added)] * bool(added) + [_some("gone", gone)] * bool(gone))
+            change = "; ".join(([_some("new", added)] if added else []) + ([_some("gone", gone)] if gone else []))
             raise StoreMismatchError(
                 f"{store_path}: the clips differ from the split recorded in {path}: task {task!r} now has "
                 f"{len(new)} {label} clip(s), not {len(old)} ({change or 'in another order'}); resume on "
@@ -367,7 +411,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, resume: bool, world: World, sp
             raise StoreMismatchError(
                 f"{config['store']['path']}: encoder differs from the one the run in {run_dir} was trained on")
         if (run_dir / SPLIT).exists():
-            check_split(read_json(run_dir / SPLIT), split, config["store"]["path"], run_dir / SPLIT)
+            check_split(read_split(run_dir / SPLIT), split, config["store"]["path"], run_dir / SPLIT)
         elif world.is_main:  # a run from before split.json: record it from here on
             write_json(run_dir / SPLIT, split)
         return

@@ -66,3 +66,29 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+class Terminated(BaseException):
+    """SIGINT or SIGTERM outside a training loop: unwind (temporary files are removed on the
+    way, as for Ctrl-C) and exit 130 / 143. A BaseException, so that no `except Exception`
+    on the way swallows it and Click does not turn it into "Aborted!" with exit 1."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 128 + int(self.signum))
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def exit_on_signals() -> None:
+    """From start-up on, SIGINT and SIGTERM raise Terminated (the CLI exits 130 / 143);
+    `stop_on_signals` replaces this during training and puts it back afterwards."""
+    if threading.current_thread() is threading.main_thread():
+        for s in EXIT_CODES:
+            signal.signal(s, _terminate)

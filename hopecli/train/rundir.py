@@ -21,9 +21,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from hopecli.errors import HopeError
 
@@ -35,17 +40,78 @@ CHECKPOINTS = "checkpoints"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then move it onto `path`."""
+    """Call write(tmp) on a temporary file beside `path`, then move it onto `path`.
+
+    The file gets the mode the user's umask gives (mkstemp makes 0600, safetensors too), and
+    an OSError on the way (a read-only or full folder) names `path`, not the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RunLockedError(HopeError):
+    """Another process is writing the run folder (training or resuming it)."""
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the writer lock of a run folder (`RUN.lock` beside it, the `filelock` package, as
+    a store's) for the block; RunLockedError naming the holder (pid, host, since when) when
+    another `hope train` holds it. The holder is written to `RUN.lock.holder` once the lock
+    is held (filelock truncates the lock file on every try, so it cannot carry it)."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir.parent / f"{run_dir.name}.lock"))
+    holder = run_dir.parent / f"{run_dir.name}.lock.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            who = holder.read_text().strip() or "a process"
+        except OSError:
+            who = "a process"
+        raise RunLockedError(f"{run_dir}: {who} is writing this run (train or --resume); wait for it to "
+                             f"finish or stop it (its lock: {lock.lock_file})") from None
+    try:
+        holder.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    finally:
+        lock.release()
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (0644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (reading it there changes nothing, so no
+    other thread creates a file under a wrong mask meanwhile), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def json_safe(obj):

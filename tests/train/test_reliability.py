@@ -4,6 +4,7 @@ and interruptions. Each test reproduces its fault through the real command."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -252,8 +253,6 @@ def nan_store(finished_run):
 
 @pytest.mark.parametrize("command", ["train", "eval-horizon", "rollout", "adapt"])
 def test_clip_with_nan_features_is_refused_naming_the_store_and_clip(finished_run, nan_store, tmp_path, command):
-    import re
-
     _, run = finished_run
     args = {
         "train": ["train", nan_store, "--out", tmp_path / "run", "--preset", "vit_tiny", "--tasks", "a",
@@ -274,6 +273,8 @@ def test_clip_with_nan_features_is_refused_naming_the_store_and_clip(finished_ru
 
 @pytest.mark.parametrize("command", ["rollout", "adapt"])
 def test_json_output_is_strict_with_null_and_a_reason(finished_run, tmp_path, command):
+    """rollout reports NaN as null with a reason; adapt refuses such weights (issue 20: its
+    helped / hurt verdict from NaN would mean nothing)."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -286,6 +287,12 @@ def test_json_output_is_strict_with_null_and_a_reason(finished_run, tmp_path, co
                for k, v in tensors.items()}
     save_file(tensors, weights)
     result = _run(command, "--run", run, "--store", store, "--index", 0, "--json")
+    if command == "adapt":
+        assert result.exit_code == 1
+        assert re.fullmatch(re.escape(f"Error: {weights}: ") + r"\S+ holds NaN or infinite values \(the run "
+                            r"diverged or the file is damaged\); use an earlier checkpoint or train again\n",
+                            result.output), result.output
+        return
     assert result.exit_code == 0, result.output
 
     def refuse(constant):
