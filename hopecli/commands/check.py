@@ -21,7 +21,14 @@ EXAMPLES = [
 ]
 
 
-@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"])
+# the --help panels, in order; every option belongs to one (tests/test_help.py checks)
+PANELS = [
+    ("Repair", ["--repair", "--weights", "--which", "--device", "--threads"]),
+    ("Output", ["--json", "--help"]),
+]
+
+
+@click.command(cls=HopeCommand, examples=EXAMPLES, see_also=["extract", "train"], option_panels=PANELS)
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repair", is_flag=True,
               help="Store: remove the damaged clips' chunks (so they are never read) and extract them "
