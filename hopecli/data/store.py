@@ -42,6 +42,7 @@ import zarr
 from filelock import FileLock
 from zarr.core.buffer.cpu import NDBuffer
 
+from hopecli.data.compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from hopecli.errors import HopeError, StoreMismatchError
 
 
@@ -59,14 +60,10 @@ REQUIRED_ATTRS = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps"
                   "tubelet_size", "patch_size", "patches_per_step", "grid",
                   "action_dim", "state_dim")
 NAME_CHUNK = 4096
-# Codecs of the per-clip arrays (`extract/import --compression`). "none" is the default:
-# V-JEPA features in float16 compress poorly (zstd saved 8% on the seeds' features) and
-# every read pays the decode (bench/store.py measures both).
-COMPRESSIONS = ("none", "zstd", "lz4")
-DEFAULT_COMPRESSION = "none"
 
 
 def _compressors(compression: str):
+    """The Zarr compressors of a codec name (None: the bytes alone)."""
     if compression == "none":
         return None
     if compression == "zstd":
