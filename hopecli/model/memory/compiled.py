@@ -17,7 +17,7 @@ last chunk, a smaller last batch) generic instead of compiling once more per sha
 
 Compiled code is cached on disk, in `inductor/` under the user's cache folder
 (HOPE_CACHE_DIR, else $XDG_CACHE_HOME/hope, else ~/.cache/hope; TORCHINDUCTOR_CACHE_DIR,
-when set, wins): inductor's FX graph and AOT autograd caches find the kernels of a shape
+set to another folder than torch's default, wins): inductor's FX graph and AOT autograd caches find the kernels of a shape
 compiled before, so a second run of the same shapes compiles in seconds rather than
 minutes (cold against warm measured in the README). Every compilation tells
 `set_compile_notice`'s callback when it starts and ends, so that a command can say
@@ -88,12 +88,16 @@ def cache_dir() -> Path:
 
 def use_persistent_cache() -> str:
     """Point inductor's caches (FX graphs, AOT autograd, kernels) at cache_dir()/inductor
-    unless TORCHINDUCTOR_CACHE_DIR is set; returns the folder in force. Called before the
+    unless TORCHINDUCTOR_CACHE_DIR names another folder; returns the folder in force. Called before the
     first compilation (inductor reads the variable when it first needs the folder)."""
     import torch._functorch.config
     import torch._inductor.config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    # importing torch._dynamo already wrote torch's default there: that one is replaced
+    found = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not found or os.path.abspath(found) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
     torch._inductor.config.fx_graph_cache = True
     torch._functorch.config.enable_autograd_cache = True
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
