@@ -17,8 +17,8 @@ Same input for every case: batch x (frames x 258 tokens), width 384, 6 heads of 
                   (naive_chunk_gated_delta_rule, chunk 64), one linear memory per head
 
 Per memory divides the time by the memories a layer keeps (6 for hope, 1 for the peers).
-FLOPs are counted as bench/blocks.py counts them (3 x the forward's, FlopCounterMode), so
-GFLOP/s compares how well each uses the machine. --compile adds every case compiled
+FLOPs are 3 x the forward's (FlopCounterMode, gradients on, so titans-pytorch's in-forward
+chunk gradients count as its forward), so GFLOP/s compares how well each uses the machine. --compile adds every case compiled
 (first call reported apart). titans-pytorch and fla-core are optional: a missing one is
 skipped with a message. Not a test: neither is a dependency of hope.
 """
@@ -39,7 +39,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import autocast, matmul_peak, timings  # noqa: E402
-from blocks import model_flops  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from hopecli.model import preset_config  # noqa: E402
 from hopecli.model.memory import SelfModifyingTitan  # noqa: E402
@@ -124,8 +124,9 @@ def main() -> None:
                         out = forward()
                     out.float().square().mean().backward()
 
-                with autocast(device, bf16):
-                    flops = model_flops(forward)
+                with autocast(device, bf16), FlopCounterMode(display=False) as counter:
+                    forward()  # gradients on: titans-pytorch takes its chunk gradients inside
+                flops = 3 * counter.get_total_flops()
                 start = time.perf_counter()
                 step()
                 first = time.perf_counter() - start
