@@ -31,7 +31,7 @@ import torch
 
 from hopecli import __version__
 from hopecli.data.sidecar import Sidecar, load_sidecar, sidecar_path
-from hopecli.data.store import ClipFeatures, FeatureStore
+from hopecli.data.store import COMPRESSIONS, DEFAULT_COMPRESSION, ClipFeatures, FeatureStore
 from hopecli.data.video import Sampling, preprocess, probe_video, read_frames
 from hopecli.encoder import LoadedEncoder, load_encoder
 from hopecli.errors import InputError
@@ -58,6 +58,7 @@ class ExtractConfig:
     batch_size: int = 4
     device: str = "auto"
     shard: tuple[int, int] | None = None  # (I, N): this writer takes every N-th video from the I-th
+    compression: str = DEFAULT_COMPRESSION  # codec of a new store's features (store.COMPRESSIONS)
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -70,6 +71,8 @@ class ExtractConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         # sampling options are validated by Sampling itself
         Sampling(frames=self.frames or 2, stride=self.stride, target_fps=self.target_fps,
                  long_clips=self.long_clips)
@@ -320,7 +323,8 @@ def extract(videos: Sequence[Path], out: str | Path, config: ExtractConfig = Ext
         steps = frames if config.time_mode == "frame" else frames // tubelet
         root = _clip_root(videos, existing_attrs)
         store = FeatureStore.create_or_resume(out, store_attrs(encoder, config, frames, reference, root),
-                                              steps=steps, dim=encoder.config.embed_dim)
+                                              steps=steps, dim=encoder.config.embed_dim,
+                                              compression=config.compression)
         if existing is None and not store.created:  # another writer made it meanwhile: its names
             windows, reference, skips = plan(store.attrs, store)
     for skipped in skips:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from hopecli import __version__
-from hopecli.data.store import ClipFeatures, FeatureStore
+from hopecli.data.store import COMPRESSIONS, DEFAULT_COMPRESSION, ClipFeatures, FeatureStore
 from hopecli.errors import InputError, StoreMismatchError
 from hopecli.extract import Skipped, WriteResult
 
@@ -90,6 +90,7 @@ class ImportConfig:
     patches_per_step: int | None = None  # needed for flattened [T*N, D] feature maps
     tasks: tuple[TaskRange, ...] = ()
     action_mode: str = "first"
+    compression: str = DEFAULT_COMPRESSION  # codec of a new store's features (store.COMPRESSIONS)
 
     def __post_init__(self) -> None:
         if not self.feature_map or "/" in self.feature_map or self.feature_map.endswith(".npy"):
@@ -99,6 +100,8 @@ class ImportConfig:
             raise ValueError(f"patches_per_step must be positive, got {self.patches_per_step!r}")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         spans = sorted(self.tasks, key=lambda t: t.start)
         for a, b in zip(spans, spans[1:]):
             if b.start < a.end:
@@ -364,7 +367,8 @@ def import_clips(source: str | Path, out: str | Path, config: ImportConfig = Imp
     result.with_extrinsics = sum(c.has_extrinsics for c in clips)
 
     attrs = store_attrs(config, ref, result.frames_per_clip, source.resolve())
-    store = FeatureStore.create_or_resume(out, attrs, steps=ref.steps, dim=ref.dim)
+    store = FeatureStore.create_or_resume(out, attrs, steps=ref.steps, dim=ref.dim,
+                                          compression=config.compression)
     if existing is not None:
         _check_import_settings(store, attrs)
     indices = store.add_clips([c.name for c in clips], labels)

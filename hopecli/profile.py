@@ -18,6 +18,11 @@ write. The read time is measured by timing every call of the memory's readout fu
 (`hopecli.model.memory.chunked._read`) while profiling, as the fast path calls it twice
 per chunk.
 
+A planning step is timed too: `hope rollout --plan`'s CEM (plan_samples candidates x
+plan_iterations iterations over plan_horizon steps, the context of frames - 1 steps encoded
+once and its state shared by the candidates), beside the time its FLOPs take at the
+matmul peak measured in the same process (the bound a planning step can approach).
+
 Timing points are CUDA events on a GPU (no synchronisation inside the forward) and
 perf_counter on the CPU.
 """
@@ -56,6 +61,9 @@ class ProfileConfig:
     repeats: int = 5
     device: str = "auto"
     dtype: str = "auto"
+    plan_samples: int = 100  # 0: no planning step
+    plan_iterations: int = 5
+    plan_horizon: int = 2
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "repeats"):
@@ -65,6 +73,11 @@ class ProfileConfig:
             raise ValueError(f"frames must be >= 2 (a rollout step needs a frame before it), got {self.frames!r}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup!r}")
+        if self.plan_samples == 1 or self.plan_samples < 0:
+            raise ValueError(f"plan_samples must be 0 (no planning) or >= 2, got {self.plan_samples!r}")
+        for name in ("plan_iterations", "plan_horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
 
@@ -81,6 +94,9 @@ class ModelProfile:
     rollout_step_ms: float
     components_ms: dict[str, float]  # name -> median ms, in forward order
     peak_memory_mib: dict[str, float | None] = field(default_factory=dict)
+    plan_step_s: float | None = None  # one CEM planning step
+    plan_gflop: float | None = None  # its model FLOPs
+    plan_bound_s: float | None = None  # plan_gflop at the measured matmul peak
 
     @property
     def tokens_per_s(self) -> dict[str, float]:
@@ -112,6 +128,9 @@ class ModelProfile:
             "peak_memory_mib": self.peak_memory_mib,
             "components_ms": self.components_ms,
             "components_by_kind_ms": self.by_kind(),
+            "plan_step_s": self.plan_step_s,
+            "plan_gflop": self.plan_gflop,
+            "plan_bound_s": self.plan_bound_s,
         }
 
 
@@ -325,6 +344,7 @@ def profile_model(name: str, model: Predictor, cfg: ProfileConfig) -> ModelProfi
         model.zero_grad(set_to_none=True)
     finally:
         model.train(was_training)
+    plan = _plan_step(model, features[0], actions[0], states[0], cfg, clock, autocast, bf16)
     return ModelProfile(
         name=name,
         pattern=c.pattern,
@@ -336,7 +356,56 @@ def profile_model(name: str, model: Predictor, cfg: ProfileConfig) -> ModelProfi
         rollout_step_ms=rollout_ms,
         components_ms=components,
         peak_memory_mib={"forward": peak_forward, "train_step": peak_train},
+        **plan,
     )
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured dense matmul throughput (8192^3 on a GPU, 1024^3 on the CPU), median of 5."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    clock = _Clock(device)
+    return 2 * n**3 / (_median_ms(lambda: a @ b, clock, warmup=2, repeats=5) / 1e3) / 1e12
+
+
+def _plan_step(model: Predictor, features, actions, states, cfg: ProfileConfig, clock: _Clock,
+               autocast, bf16: bool) -> dict[str, float | None]:
+    """Seconds of one CEM planning step from features [T, P, D] (the last step is the current
+    one), its FLOPs (FlopCounterMode over the candidates' forwards) and their time at peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hopecli.plan import CEMConfig, plan_to_goal, rollout_energy
+
+    if not cfg.plan_samples:
+        return {}
+    plan_cfg = CEMConfig(samples=cfg.plan_samples, top_k=min(10, cfg.plan_samples),
+                         iterations=cfg.plan_iterations, horizon=cfg.plan_horizon)
+    c = model.config
+    if features.shape[0] - 1 + cfg.plan_horizon > c.max_frames:
+        raise ValueError(f"planning {cfg.plan_horizon} steps after {features.shape[0]} frames exceeds the "
+                         f"model's max_frames {c.max_frames}")
+    low, high = -torch.ones(c.action_dim), torch.ones(c.action_dim)
+    goal = features[0]
+    was_training = model.training
+    model.eval()
+
+    def step():
+        with torch.no_grad(), autocast():
+            return plan_to_goal(model, features, actions, states, goal, low, high, cfg=plan_cfg,
+                                generator=torch.Generator().manual_seed(0))
+
+    seconds = _median_ms(step, clock, warmup=min(cfg.warmup, 1), repeats=1) / 1e3
+    with torch.no_grad(), autocast():
+        state = model(features[None, :-1], actions[None, :-1], states[None, :-1]).state
+        energy = rollout_energy(model, state, features[-1], states[-1], goal, 1)
+        candidates = torch.zeros(plan_cfg.samples, plan_cfg.horizon, c.action_dim, device=features.device)
+        with FlopCounterMode(display=False) as counter:
+            energy(candidates)
+    model.train(was_training)
+    flops = counter.get_total_flops() * plan_cfg.iterations
+    peak = matmul_peak_tflops(features.device, torch.bfloat16 if bf16 else torch.float32)
+    return {"plan_step_s": seconds, "plan_gflop": flops / 1e9, "plan_bound_s": flops / (peak * 1e12)}
 
 
 def profile_models(models: Sequence[tuple[str, nn.Module]], cfg: ProfileConfig = ProfileConfig(),

@@ -179,3 +179,15 @@ def test_bad_task_ranges_are_usage_errors(tmp_path):
     assert bad.exit_code == 2 and "'base=5' is not NAME=START:END" in bad.stderr
     overlap = _run(src, "--out", out, "--task", "a=0:5", "--task", "b=4:9")
     assert overlap.exit_code == 2 and "task ranges overlap: a=0:5 and b=4:9" in overlap.stderr
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_compression_codes_the_features_and_reads_back_the_same(tmp_path, compression):
+    src, features, _ = _make_source(tmp_path / "src", clips=2)
+    out = tmp_path / "s.zarr"
+    result = _run(src, "--out", out, "--patches-per-step", N, "--compression", compression)
+    assert result.exit_code == 0, result.output
+    array = zarr.open_group(str(out), mode="r")["features"]
+    assert [type(c).__name__ for c in array.metadata.codecs] == (
+        ["BytesCodec"] if compression == "none" else ["BytesCodec", "ZstdCodec"])
+    assert np.array_equal(_arrays(out)["features"], np.stack(features).astype(np.float16).reshape(array.shape))

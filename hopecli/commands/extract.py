@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hopecli.commands.help import HopeCommand
+from hopecli.data.compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from hopecli.commands.options import threads_option
 from hopecli.commands.summary import clip_progress, report_writes
 from hopecli.console import err
@@ -62,12 +63,15 @@ PANELS = [
               help="Rank I of N writers sharing one store (e.g. one per GPU or machine): take "
                    "every N-th video of PATHS from the I-th, so the ranks of one command line "
                    "write disjoint clips; run them at once, each with its own I.")
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default=DEFAULT_COMPRESSION, show_default=True,
+              help="Codec of a new store's features: none reads fastest (zstd saves about 8% on "
+                   "V-JEPA features, bench/store.py); an existing store keeps its own.")
 @click.option("--allow-skips", is_flag=True,
               help="Exit 0 even when some files were skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @threads_option
 def command(paths, out, weights, which, frames, stride, target_fps, long_clips, time_mode,
-            batch_size, device, shard, allow_skips, as_json):
+            batch_size, device, shard, compression, allow_skips, as_json):
     """Encode video clips into a feature store with a frozen V-JEPA 2 encoder.
 
     PATHS are video files, folders (searched recursively) or - to read newline-separated
@@ -91,7 +95,7 @@ def command(paths, out, weights, which, frames, stride, target_fps, long_clips, 
     config = ExtractConfig(weights=str(weights) if weights else None, which=which,
                            frames=frames, stride=stride, target_fps=target_fps,
                            long_clips=long_clips, time_mode=time_mode,
-                           batch_size=batch_size, device=device, shard=shard)
+                           batch_size=batch_size, device=device, shard=shard, compression=compression)
     empty: list[Skipped] = []  # folders without a video, broken symlinks: skipped inputs
     videos = list_videos(paths, on_empty=lambda folder: empty.append(
         Skipped(str(folder), f"{folder}: no videos in this folder")),

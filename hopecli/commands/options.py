@@ -45,9 +45,11 @@ def threads_option(command):
 
 
 def _apply_compile(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    from hopecli.model.memory.compiled import set_compile
+    from hopecli.console import err
+    from hopecli.model.memory.compiled import set_compile, set_compile_notice
 
     set_compile(value)
+    set_compile_notice(lambda message: err.print(message, style="dim", highlight=False, soft_wrap=True))
 
 
 COMPILE_HELP = ("torch.compile the Titan memory (env HOPE_COMPILE). auto (default): on a GPU; on the CPU "

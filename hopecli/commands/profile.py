@@ -63,14 +63,21 @@ PANELS = [
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               show_default=True,
               help="auto: bf16 autocast on a GPU, float32 on the CPU.")
+@click.option("--plan-samples", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Candidates of the timed CEM planning step (hope rollout --plan); 0: no planning step.")
+@click.option("--plan-iterations", type=click.IntRange(min=1), default=5, show_default=True,
+              help="CEM iterations of the timed planning step.")
+@click.option("--plan-horizon", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Steps of every candidate action sequence of the timed planning step.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON on stdout.")
 @threads_option
 @compile_option
 def command(presets, runs, batch_size, frames, input_dim, patches, action_dim, state_dim, warmup, repeats,
-            device, dtype, as_json):
+            device, dtype, plan_samples, plan_iterations, plan_horizon, as_json):
     """Time predictors by component: embedding, per block Titan read / update, CMS,
     spatial mixing or attention / MLP, and the decoder; plus a forward, a training step
-    (forward + backward) and one streaming rollout step, with tokens/s and peak memory.
+    (forward + backward) and one streaming rollout step, with tokens/s and peak memory;
+    and one CEM planning step beside the time its FLOPs take at the measured matmul peak.
     """
     from hopecli.errors import HopeError
     from hopecli.model import PRESETS, build_predictor, preset_config
@@ -85,7 +92,8 @@ def command(presets, runs, batch_size, frames, input_dim, patches, action_dim, s
                                  param_hint="--preset")
     try:
         cfg = ProfileConfig(batch_size=batch_size, frames=frames, warmup=warmup, repeats=repeats,
-                            device=device, dtype=dtype)
+                            device=device, dtype=dtype, plan_samples=plan_samples,
+                            plan_iterations=plan_iterations, plan_horizon=plan_horizon)
         models = [(name, build_predictor(name, input_dim=input_dim, patches_per_step=patches,
                                          action_dim=action_dim, state_dim=state_dim,
                                          max_frames=max(frames, preset_config(name).max_frames)))
@@ -125,6 +133,13 @@ def _summary(report) -> None:
         ("peak memory forward MiB", [mib(m.peak_memory_mib["forward"]) for m in report.models]),
         ("peak memory fwd + bwd MiB", [mib(m.peak_memory_mib["train_step"]) for m in report.models]),
     ]
+    if any(m.plan_step_s is not None for m in report.models):
+        rows += [
+            ("planning step s (CEM, context shared)", [f"{m.plan_step_s:.3f}" for m in report.models]),
+            ("planning step GFLOP", [f"{m.plan_gflop:.2f}" for m in report.models]),
+            ("planning step / its FLOPs at matmul peak",
+             [f"{m.plan_step_s / m.plan_bound_s:.1f}x" for m in report.models]),
+        ]
     for label, cells in rows:
         table.add_row(label, *cells)
     err.print(table)

@@ -30,9 +30,10 @@ import json
 import os
 import shutil
 import socket
+import sys
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ from typing import Any
 import numpy as np
 import zarr
 from filelock import FileLock
+from zarr.core.buffer.cpu import NDBuffer
 
+from hopecli.data.compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from hopecli.errors import DamagedStoreError, HopeError, StoreMismatchError, check_free_space
 
 
@@ -69,6 +72,17 @@ def _clip_bytes(clip: ClipFeatures) -> int:
     """Bytes a clip's chunks take at most (compression only makes them smaller)."""
     signals = [a for a in (clip.actions, clip.states, clip.object_states) if a is not None]
     return 2 * clip.features.size + 4 * sum(a.size for a in signals) + SPACE_MARGIN
+
+
+def _compressors(compression: str):
+    """The Zarr compressors of a codec name (None: the bytes alone)."""
+    if compression == "none":
+        return None
+    if compression == "zstd":
+        return zarr.codecs.ZstdCodec(level=0)
+    if compression == "lz4":
+        return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=2)
+    raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
 
 
 @dataclass(frozen=True)
@@ -132,12 +146,12 @@ def check_metadata(path: Path) -> None:
                                     "the store cannot be read, extract it again")
 
 
-def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int) -> None:
-    """A new, empty store in `folder` (which must not exist)."""
+def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int, compression: str) -> None:
+    """A new, empty store in `folder` (which must not exist); `compression` codes the features."""
     group = zarr.open_group(str(folder), mode="w-", attributes=attrs)
     p, a, s = attrs["patches_per_step"], attrs["action_dim"], attrs["state_dim"]
     group.create_array("features", shape=(0, steps, p, dim), chunks=(1, steps, p, dim),
-                       dtype="float16", fill_value=0)
+                       dtype="float16", fill_value=0, compressors=_compressors(compression))
     group.create_array("actions", shape=(0, steps, a), chunks=(1, steps, a),
                        dtype="float32", fill_value=0)
     group.create_array("states", shape=(0, steps, s), chunks=(1, steps, s),
@@ -145,6 +159,24 @@ def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int) -> None:
     for name in ("clip", "task"):
         group.create_array(name, shape=(0,), chunks=(NAME_CHUNK,), dtype=str)
     group.create_array("done", shape=(0,), chunks=(1,), dtype=bool, fill_value=False)
+
+
+def _read_file_into(path: Path, out: np.ndarray) -> bool:
+    """Whether `path` held exactly out.nbytes bytes, now in `out` (False: missing or other size)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            n = f.readinto(memoryview(out).cast("B"))
+            return n == out.nbytes and not f.read(1)
+    except FileNotFoundError:
+        return False
+
+
+def _finite_rows(values: np.ndarray) -> np.ndarray:
+    """[n, k] -> [n] bool, whether every value of a row is finite. float16 is tested on its
+    bits (exponent all ones = inf or NaN), several times faster than np.isfinite on halves."""
+    if values.dtype == np.float16:
+        return ((values.view(np.uint16) & 0x7C00) != 0x7C00).all(axis=1)
+    return np.isfinite(values).all(axis=1)
 
 
 class FeatureStore:
@@ -156,6 +188,8 @@ class FeatureStore:
         self.attrs: dict[str, Any] = dict(group.attrs)
         self.created = False  # whether create_or_resume made it
         self._warned = False  # about clips not marked done
+        self.finite_checked: set[int] = set()  # clips read and found finite since opening
+        self._arrays: dict[str, zarr.Array] = {}  # the read path's open arrays
 
     # -- opening ---------------------------------------------------------------------
 
@@ -179,21 +213,24 @@ class FeatureStore:
 
     @classmethod
     def create_or_resume(cls, path: str | Path, attrs: dict[str, Any], *, steps: int,
-                         dim: int) -> FeatureStore:
+                         dim: int, compression: str = DEFAULT_COMPRESSION) -> FeatureStore:
         """Open `path` for writing, creating it with `attrs` if it does not exist.
 
         An existing store must have been made with the same encoder and settings; otherwise
         StoreMismatchError names the store and the first field that differs. `created` on
         the result tells whether this call made the store (False when another writer did).
+        `compression` (COMPRESSIONS) applies to a store this call creates; an existing
+        store keeps its own.
         """
         path = Path(path)
+        _compressors(compression)  # ValueError for an unknown name, before anything is made
         attrs = _plain(attrs)
         missing = [key for key in REQUIRED_ATTRS if key not in attrs]
         if missing:
             raise ValueError(f"store attributes lack {missing}")
         if not cls.exists(path):
             tmp = _temporary_name(path)
-            _build(tmp, attrs, steps, dim)
+            _build(tmp, attrs, steps, dim, compression)
             try:
                 os.rename(tmp, path)  # atomic; refused when a writer's store is already there
             except OSError as e:
@@ -347,13 +384,73 @@ class FeatureStore:
         """NonFiniteError naming the store and the first clip of `indices` (the clips `data`
         holds, batch dim first, or one clip) with a NaN or infinite value."""
         for name in PER_CLIP:
-            values = np.asarray(getattr(data, name))
-            finite = np.isfinite(values.reshape(len(indices), -1)).all(axis=1)
+            finite = _finite_rows(np.asarray(getattr(data, name)).reshape(len(indices), -1))
             if not finite.all():
                 i = int(indices[int(np.argmin(finite))])
                 raise NonFiniteError(
                     f"{self.path}: clip {self.clips[i]!r} (index {i}) has NaN or infinite {name}; "
                     "extract it again or leave its task out")
+
+    def read_into(self, indices: Sequence[int], features: np.ndarray, actions: np.ndarray,
+                  states: np.ndarray, map: Callable = map) -> None:
+        """Clips `indices` written straight into the given arrays ([B, T, P, D] float16,
+        [B, T, A] and [B, T, S] float32, C-contiguous), in that order, without intermediate
+        copies; `map(fn, range(B))` reads the features clip by clip (pass a thread pool's map
+        to read several at once). The first read of each clip since the store was opened
+        checks that it is finite: NonFiniteError naming the store and the clip.
+
+        An uncompressed features chunk is one file of raw little-endian float16 (the Zarr v3
+        `bytes` codec alone), read with one readinto, releasing the GIL; other codecs go
+        through Zarr. A chunk file that is missing (Zarr would read zeros) or does not decode
+        is a DamagedStoreError naming the clip and the file.
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        for name in ("actions", "states"):
+            for i in idx:
+                if not self.chunk_file(name, int(i)).is_file():
+                    raise self._damage(int(i), name, "is missing")
+        for name, out in (("actions", actions), ("states", states)):  # small: one read each
+            out[order] = self._read(name, idx[order], self._read_array(name, int(idx.max(initial=0))))
+        raw = self._raw_chunks(int(idx.max(initial=0)))
+        features_array = self._read_array("features", int(idx.max(initial=0)))
+
+        def one(k: int) -> None:
+            i = int(idx[k])
+            if raw is None or not _read_file_into(raw(i), features[k]):
+                if not self.chunk_file("features", i).is_file():
+                    raise self._damage(i, "features", "is missing")
+                try:
+                    features_array.get_basic_selection(i, out=NDBuffer.from_numpy_array(features[k]))
+                except Exception as e:  # codec errors are plain RuntimeError / ValueError
+                    raise self._damage(i, "features", f"does not decode ({e})") from None
+            if i not in self.finite_checked:
+                self.check_finite([i], ClipFeatures(features[k], actions[k], states[k]))
+                self.finite_checked.add(i)
+
+        for _ in map(one, range(len(idx))):
+            pass
+
+    def _raw_chunks(self, index: int) -> Callable[[int], Path] | None:
+        """clip index -> the file of its features chunk, when that file holds the raw
+        values (local store, one chunk per clip, the bytes codec alone, little-endian)."""
+        array = self._read_array("features", index)
+        codecs = array.metadata.codecs
+        if not (isinstance(array.store, zarr.storage.LocalStore) and len(codecs) == 1
+                and isinstance(codecs[0], zarr.codecs.BytesCodec) and sys.byteorder == "little"
+                and array.metadata.chunk_grid.chunk_shape == (1,) + array.shape[1:]):
+            return None
+        root = Path(str(array.store.root)) / array.path
+        rest = (0,) * (array.ndim - 1)
+        return lambda i: root / array.metadata.encode_chunk_key((i,) + rest)
+
+    def _read_array(self, name: str, index: int) -> zarr.Array:
+        """The array `name`, opened once (opening reads its metadata from disk), again when
+        `index` lies past the length it had then (a writer has grown it since)."""
+        array = self._arrays.get(name)
+        if array is None or index >= array.shape[0]:
+            array = self._arrays[name] = self.group[name]
+        return array
 
     def read(self, index: int) -> ClipFeatures:
         batch = self.read_batch([index])
@@ -369,8 +466,8 @@ class FeatureStore:
                     raise self._damage(int(i), name, "is missing")
         return ClipFeatures(**{name: self._read(name, idx) for name in PER_CLIP})
 
-    def _read(self, name: str, idx: np.ndarray) -> np.ndarray:
-        array = self.group[name]
+    def _read(self, name: str, idx: np.ndarray, array: zarr.Array | None = None) -> np.ndarray:
+        array = self.group[name] if array is None else array
         try:
             return array.oindex[idx]
         except Exception:  # codec errors are plain RuntimeError / ValueError: find the clip
@@ -383,7 +480,7 @@ class FeatureStore:
 
     def chunk_file(self, name: str, index: int) -> Path:
         """The file of clip `index`'s chunk of per-clip array `name`."""
-        array = self.group[name]
+        array = self._read_array(name, index)
         key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
         return self.path / name / key
 

@@ -1,10 +1,11 @@
 """Clips for training: the train/validation split, batch order, replay, reading by index.
 
 Nothing here holds features in memory beyond the batch being read: batches are read from
-the Zarr store by index (one chunk per clip), the next one in a background thread while
-the current one trains. Every random choice is a pure function of (seed, stream, step),
-so a resumed run draws exactly the batches the uninterrupted run would have drawn, and
-every DDP rank draws the same global batch and takes its own slice of it.
+the Zarr store by index (one chunk per clip, several clips at once in reader threads), the
+next batch in a background thread while the current one trains. Every random choice is a
+pure function of (seed, stream, step), so a resumed run draws exactly the batches the
+uninterrupted run would have drawn, and every DDP rank draws the same global batch and
+takes its own slice of it.
 """
 
 from __future__ import annotations
@@ -167,19 +168,40 @@ class Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in (self.features, self.actions, self.states)))
 
 
-def read_batch(store, indices: Sequence[int]) -> Batch:
-    """Read clips by store index (sorted reads, returned in the asked order); NonFiniteError
-    naming the store and the clip when one holds NaN or infinite values."""
-    order = np.argsort(indices, kind="stable")
-    sorted_indices = [int(indices[k]) for k in order]
-    clips = store.read_batch(sorted_indices)
-    store.check_finite(sorted_indices, clips)  # a NaN clip is named, not trained on
-    back = np.argsort(order, kind="stable")
-    return Batch(
-        torch.from_numpy(np.ascontiguousarray(clips.features[back])),
-        torch.from_numpy(np.ascontiguousarray(clips.actions[back], dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(clips.states[back], dtype=np.float32)),
-    )
+READ_THREADS = 8  # clips read at once by read_batch (bench/store.py: near-linear to the cores)
+_readers: ThreadPoolExecutor | None = None
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    global _readers
+    if _readers is None:
+        _readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="hope-read")
+    return _readers
+
+
+def read_batch(store, indices: Sequence[int], *, threads: int | None = None) -> Batch:
+    """Read clips by store index, in the asked order, each clip straight into its slot of the
+    batch tensors (no copy after the read), up to `threads` clips at once (READ_THREADS).
+
+    The first read of each clip since the store was opened checks that it is finite:
+    NonFiniteError naming the store and the clip (FeatureStore.read_into).
+    """
+    B = len(indices)
+    _, T, P, D = store.group["features"].shape
+    A, S = store.group["actions"].shape[-1], store.group["states"].shape[-1]
+    features = torch.empty(B, T, P, D, dtype=torch.float16)
+    actions = torch.empty(B, T, A, dtype=torch.float32)
+    states = torch.empty(B, T, S, dtype=torch.float32)
+    threads = READ_THREADS if threads is None else threads
+    out = features.numpy(), actions.numpy(), states.numpy()
+    if threads <= 1 or B <= 1:
+        store.read_into(indices, *out)
+    elif threads >= READ_THREADS:
+        store.read_into(indices, *out, map=_reader_pool().map)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            store.read_into(indices, *out, map=pool.map)
+    return Batch(features, actions, states)
 
 
 def prefetch(store, index_lists: Iterator[Sequence[int]]) -> Iterator[Batch]:

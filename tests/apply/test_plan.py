@@ -69,6 +69,28 @@ def test_batched_energy_equals_one_candidate_at_a_time(runs, store_path, preset)
     assert batched.std() > 0  # the actions matter to the predicted step
 
 
+@pytest.mark.parametrize("preset", ["hope_tiny", "vit_tiny"])
+def test_shared_context_energy_equals_encoding_the_context_per_candidate(runs, store_path, preset):
+    """Planning encodes the context once and expands its state over the candidates; each
+    candidate's energy equals rolling it out with the context encoded again, on its own."""
+    from hopecli.rollout import next_states, rollout
+
+    run = load_run(runs[preset])
+    z, a, s = clip_from_store(store_path, 0, run).tensors(run.device)
+    with torch.no_grad():
+        state = run.model(z[None, :1], a[None, :1], s[None, :1]).state
+    shared = rollout_energy(run.model, state, z[1], s[1], z[3], run.frames_per_step)
+    candidates = torch.randn(4, 2, 2, generator=torch.Generator().manual_seed(1)) * 0.05
+    after_first = next_states(s[1:2], candidates[:, 0], run.frames_per_step)  # [4, S]
+    unshared = []
+    for c, s2 in zip(candidates, after_first):
+        actions = torch.stack([a[0], c[0], c[1]])[None]  # [1, 3, A]
+        states = torch.stack([s[0], s[1], s2])[None]
+        pred, _ = rollout(run.model, z[None, :2], actions, states, context=2)
+        unshared.append(goal_energy(normalize_features(pred[:, -1]), z[3]))
+    torch.testing.assert_close(shared(candidates), torch.cat(unshared), rtol=1e-4, atol=1e-6)
+
+
 def test_goal_energy_is_mean_l1_of_layer_normed_features():
     pred, goal = torch.randn(3, 4, 8), torch.randn(4, 8) * 5 + 2
     expected = (normalize_features(pred) - normalize_features(goal)).abs().mean((1, 2))

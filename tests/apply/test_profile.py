@@ -13,7 +13,7 @@ from hopecli.model import build_predictor
 from hopecli.profile import ProfileConfig, profile_model
 
 SHAPES = {"input_dim": 16, "patches_per_step": 4, "action_dim": 2, "state_dim": 2}
-FAST = ProfileConfig(batch_size=1, frames=2, warmup=0, repeats=1, device="cpu")
+FAST = ProfileConfig(batch_size=1, frames=2, warmup=0, repeats=1, device="cpu", plan_samples=4, plan_iterations=1)
 
 
 def _expected(pattern: str, mixing: bool = True) -> list[str]:
@@ -54,9 +54,13 @@ def test_frames_past_max_frames_are_refused():
 def test_cli_profile_json_side_by_side():
     result = CliRunner().invoke(hope, ["profile", "--preset", "hope_tiny", "--preset", "vit_tiny", "--input-dim",
                                        "16", "--patches", "4", "--batch-size", "1", "--frames", "2",
-                                       "--repeats", "1", "--warmup", "0", "--device", "cpu", "--json"])
+                                       "--repeats", "1", "--warmup", "0", "--device", "cpu",
+                                       "--plan-samples", "4", "--plan-iterations", "1", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    for m in report["models"]:  # a planning step, its FLOPs and the time they take at peak
+        assert m["plan_step_s"] > 0 and m["plan_gflop"] > 0 and 0 < m["plan_bound_s"]
+    assert "planning step / its FLOPs at matmul peak" in result.stderr
     assert report["device"] == "cpu" and report["dtype"] == "float32"
     by_name = {m["name"]: m for m in report["models"]}
     assert list(by_name["hope_tiny"]["components_ms"]) == _expected("HH")

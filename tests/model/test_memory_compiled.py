@@ -193,3 +193,32 @@ def test_backward_check_leaves_a_checkpointed_run_unchanged(monkeypatch):
     got = run(titan, "on")
     assert step.backward_checked and step.failure is None
     assert_same(got, want, 1e-6)
+
+
+def test_compilation_uses_the_user_cache_folder_and_says_compiling(monkeypatch, tmp_path):
+    """Inductor's caches go under HOPE_CACHE_DIR (the user's cache folder, a temp dir here),
+    and the notice hears when the compilation starts and how long it took."""
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    heard: list[str] = []
+    compiled.set_compile_notice(heard.append)
+    try:
+        fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
+        run(make(), "on")
+    finally:
+        compiled.set_compile_notice(None)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    # one start and one end per compilation (here the full chunk, then the shorter last one)
+    assert len(heard) >= 2 and len(heard) % 2 == 0
+    for start, end in zip(heard[::2], heard[1::2]):
+        assert start == f"compiling the Titan memory (torch.compile, cache {tmp_path / 'inductor'}) ..."
+        assert end.startswith("compiled in ") and end.endswith(" s")
+
+
+def test_cache_folder_follows_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.delenv(compiled.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compiled.cache_dir() == tmp_path / "xdg" / "hope"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert compiled.cache_dir() == tmp_path / ".cache" / "hope"

@@ -18,7 +18,8 @@ T, P, D, A = 4, 4, 16, 2
 torch.set_num_threads(1)
 
 
-def make_store(path: Path, tasks: dict[str, int], *, nan_task: str | None = None, seed: int = 0) -> Path:
+def make_store(path: Path, tasks: dict[str, int], *, nan_task: str | None = None, seed: int = 0,
+               compression: str = "none") -> Path:
     """tasks: label -> number of clips. Features of `nan_task` are all NaN."""
     attrs = {
         "hope_version": "test",
@@ -27,7 +28,7 @@ def make_store(path: Path, tasks: dict[str, int], *, nan_task: str | None = None
         "tubelet_size": 2, "patch_size": 16, "patches_per_step": P, "grid": [2, 2],
         "action_dim": A, "state_dim": A,
     }
-    store = FeatureStore.create_or_resume(path, attrs, steps=T, dim=D)
+    store = FeatureStore.create_or_resume(path, attrs, steps=T, dim=D, compression=compression)
     rng = np.random.default_rng(seed)
     for k, (task, n) in enumerate(tasks.items()):
         drift = np.random.default_rng(100 + k).normal(size=(A, P, D))  # task-specific action effect

@@ -96,3 +96,34 @@ def test_read_batch_keeps_the_asked_order(store_path):
     for row, i in enumerate([5, 1, 3]):
         np.testing.assert_array_equal(batch.features[row].numpy(), store.read(i).features)
         np.testing.assert_array_equal(batch.actions[row].numpy(), store.read(i).actions)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd", "lz4"])
+@pytest.mark.parametrize("threads", [1, 3], ids=["1-thread", "3-threads"])
+def test_read_batch_equals_zarr_for_every_codec(tmp_path, compression, threads):
+    """Uncompressed chunks are read as raw files, the others through Zarr: the same values,
+    in the asked order, repeats included; the store's codec is the one asked for."""
+    path = make_store(tmp_path / "s.zarr", {"a": 5}, compression=compression)
+    store = FeatureStore.open(path)
+    codecs = [type(c).__name__ for c in store.group["features"].metadata.codecs]
+    assert codecs == {"none": ["BytesCodec"], "zstd": ["BytesCodec", "ZstdCodec"],
+                      "lz4": ["BytesCodec", "BloscCodec"]}[compression]
+    order = [4, 0, 2, 4, 1]
+    batch = read_batch(store, order, threads=threads)
+    for row, i in enumerate(order):
+        want = store.read(i)
+        np.testing.assert_array_equal(batch.features[row].numpy(), want.features)
+        np.testing.assert_array_equal(batch.actions[row].numpy(), want.actions)
+        np.testing.assert_array_equal(batch.states[row].numpy(), want.states)
+
+
+def test_a_non_finite_clip_is_named_on_its_first_read_and_each_clip_is_checked_once(tmp_path):
+    from hopecli.data.store import NonFiniteError
+
+    path = make_store(tmp_path / "s.zarr", {"a": 3, "b": 2}, nan_task="b")
+    store = FeatureStore.open(path)
+    read_batch(store, [0, 1], threads=2)
+    assert store.finite_checked == {0, 1}
+    with pytest.raises(NonFiniteError, match=r"clip 'b/clip1.mp4#0' \(index 4\) has NaN or infinite features"):
+        read_batch(store, [2, 4])
+    assert 4 not in store.finite_checked

@@ -1,0 +1,160 @@
+"""hope's memories beside their peers, forward + backward, per memory and per FLOP.
+
+    pip install --target /tmp/peers --no-deps titans-pytorch fla-core einops einx assoc-scan \
+        axial-positional-embedding rotary-embedding-torch tensordict pyvers cloudpickle orjson \
+        importlib_metadata frozendict hyper-connections x-transformers loguru torch-einops-utils
+    PYTHONPATH=/tmp/peers OMP_NUM_THREADS=1 python bench/peers.py --frames 8 64
+
+Same input for every case: batch x (frames x 258 tokens), width 384, 6 heads of 64, chunk
+258 (one frame), fp32 on the CPU (bf16 autocast on a GPU):
+
+    hope H        SelfModifyingTitan with hope_multihead's memory: six MLP memories
+                  (M_k, M_v, M_q, M_eta, M_alpha, M_memory), exact in-chunk writes
+    titans        titans_pytorch.NeuralMemory(dim 384, 6 heads of 64, chunk 258): one MLP
+                  memory with summed chunk gradients
+    hope L        the same block's linear memory (rule gd, the gated delta rule), 6 memories
+    fla GDN       fla's pure-PyTorch chunk reference of the gated delta rule
+                  (naive_chunk_gated_delta_rule, chunk 64), one linear memory per head
+
+Per memory divides the time by the memories a layer keeps (6 for hope, 1 for the peers).
+FLOPs are 3 x the forward's (FlopCounterMode, gradients on, so titans-pytorch's in-forward
+chunk gradients count as its forward), so GFLOP/s compares how well each uses the machine. --compile adds every case compiled
+(first call reported apart). titans-pytorch and fla-core are optional: a missing one is
+skipped with a message. Not a test: neither is a dependency of hope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import autocast, matmul_peak, timings  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from hopecli.model import preset_config  # noqa: E402
+from hopecli.model.memory import SelfModifyingTitan  # noqa: E402
+from hopecli.model.memory.compiled import set_compile  # noqa: E402
+
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 150)
+WIDTH, HEADS, N = 384, 6, 258
+
+
+def hope_case(letter: str, x: torch.Tensor):
+    cfg = preset_config("hope_multihead").memory_config(letter)
+    memory = SelfModifyingTitan(cfg).to(x.device)
+    return memory, lambda: memory(x, chunk_size=N)[0], 6
+
+
+def titans_case(x: torch.Tensor):
+    from titans_pytorch import NeuralMemory
+
+    memory = NeuralMemory(dim=WIDTH, chunk_size=N, heads=HEADS, dim_head=WIDTH // HEADS).to(x.device)
+    return memory, lambda: memory(x)[0], 1
+
+
+def fla_case(x: torch.Tensor):
+    from fla.ops.gated_delta_rule.naive import naive_chunk_gated_delta_rule
+
+    B, L, _ = x.shape
+    proj = torch.nn.Linear(WIDTH, 3 * WIDTH + 2 * HEADS).to(x.device)
+
+    def forward():
+        q, k, v, g, beta = proj(x).split([WIDTH, WIDTH, WIDTH, HEADS, HEADS], dim=-1)
+        q, k, v = (t.reshape(B, L, HEADS, -1) for t in (q, k, v))
+        k = torch.nn.functional.normalize(k, dim=-1)
+        o, _ = naive_chunk_gated_delta_rule(q, k, v, torch.nn.functional.logsigmoid(g), beta.sigmoid(),
+                                            chunk_size=64)
+        return o
+
+    return proj, forward, 1
+
+
+CASES = {"hope H": lambda x: hope_case("H", x), "titans": titans_case,
+         "hope L": lambda x: hope_case("L", x), "fla GDN": fla_case}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="batch per --frames entry (default 1 each)")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="also every case compiled")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    bf16 = device.type == "cuda"
+    peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
+    batches = args.batch or [1] * len(args.frames)
+    rows = []
+    for frames, batch in zip(args.frames, batches):
+        for compiled in [False, True] if args.compile else [False]:
+            set_compile("on" if compiled else "off")
+            for name in args.cases:
+                torch.manual_seed(0)
+                x = torch.randn(batch, frames * N, WIDTH, device=device, requires_grad=True)
+                try:
+                    module, forward, memories = CASES[name](x)
+                except ImportError as e:
+                    err.print(f"{name}: skipped ({e}); see the install line in bench/peers.py", highlight=False)
+                    continue
+                if compiled and not name.startswith("hope"):
+                    forward = torch.compile(forward)
+
+                def step(module=module, forward=forward, x=x):
+                    module.zero_grad(set_to_none=True)
+                    x.grad = None
+                    with autocast(device, bf16):
+                        out = forward()
+                    out.float().square().mean().backward()
+
+                with autocast(device, bf16), FlopCounterMode(display=False) as counter:
+                    forward()  # gradients on: titans-pytorch takes its chunk gradients inside
+                flops = 3 * counter.get_total_flops()
+                start = time.perf_counter()
+                step()
+                first = time.perf_counter() - start
+                times = timings(step, device, args.warmup, args.repeats)
+                median = statistics.median(times)
+                rows.append({"case": name + (" compiled" if compiled else ""), "batch": batch, "frames": frames,
+                             "tokens": batch * frames * N, "median_s": median, "min_s": min(times),
+                             "max_s": max(times), "memories": memories, "per_memory_s": median / memories,
+                             "gflop": flops / 1e9, "gflops_per_s": flops / median / 1e9,
+                             "peak_share": flops / median / 1e12 / peak, "first_call_s": first})
+                err.print(f"{rows[-1]['case']} {batch} x {frames} frames: {median:.2f} s", highlight=False)
+    table = Table(title=f"memories forward + backward on {device} ({'bf16' if bf16 else 'fp32'}), width {WIDTH}, "
+                        f"{HEADS} heads, chunk {N}, threads {torch.get_num_threads()}, "
+                        f"matmul peak {peak * 1e3:.1f} GFLOP/s")
+    for col in ("case", "batch x frames", "s (median)", "spread", "memories", "s per memory", "GFLOP",
+                "GFLOP/s", "of peak", "first call s"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for r in rows:
+        table.add_row(r["case"], f"{r['batch']} x {r['frames']}", f"{r['median_s']:.3f}",
+                      f"{r['min_s']:.2f}-{r['max_s']:.2f}", str(r["memories"]), f"{r['per_memory_s']:.3f}",
+                      f"{r['gflop']:.1f}", f"{r['gflops_per_s']:.1f}", f"{r['peak_share']:.0%}",
+                      f"{r['first_call_s']:.1f}")
+    err.print(table)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(),
+                                             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                                             "matmul_peak_tflops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
