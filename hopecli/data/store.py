@@ -65,6 +65,10 @@ REQUIRED_ATTRS = ("encoder", "time_mode", "frames_per_clip", "resolution", "fps"
                   "tubelet_size", "patch_size", "patches_per_step", "grid",
                   "action_dim", "state_dim")
 NAME_CHUNK = 4096
+# attribute of a store whose writers write every chunk (also all-zero ones): there a
+# missing chunk file is damage; in older stores an all-zero actions or states chunk was
+# left out and reads as zeros
+EVERY_CHUNK = "every_chunk_written"
 SPACE_MARGIN = 64 << 10  # metadata and file system overhead beside a clip's chunks
 
 
@@ -148,7 +152,7 @@ def check_metadata(path: Path) -> None:
 
 def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int, compression: str) -> None:
     """A new, empty store in `folder` (which must not exist); `compression` codes the features."""
-    group = zarr.open_group(str(folder), mode="w-", attributes=attrs)
+    group = zarr.open_group(str(folder), mode="w-", attributes={**attrs, EVERY_CHUNK: True})
     p, a, s = attrs["patches_per_step"], attrs["action_dim"], attrs["state_dim"]
     group.create_array("features", shape=(0, steps, p, dim), chunks=(1, steps, p, dim),
                        dtype="float16", fill_value=0, compressors=_compressors(compression))
@@ -407,7 +411,7 @@ class FeatureStore:
         idx = np.asarray(indices, dtype=np.int64)
         order = np.argsort(idx, kind="stable")
         for name in ("actions", "states"):
-            for i in idx:
+            for i in idx if self._missing_is_damage(name) else ():
                 if not self.chunk_file(name, int(i)).is_file():
                     raise self._damage(int(i), name, "is missing")
         for name, out in (("actions", actions), ("states", states)):  # small: one read each
@@ -462,9 +466,15 @@ class FeatureStore:
         idx = np.asarray(indices, dtype=np.int64)
         for i in idx:
             for name in PER_CLIP:
-                if not self.chunk_file(name, int(i)).is_file():
+                if self._missing_is_damage(name) and not self.chunk_file(name, int(i)).is_file():
                     raise self._damage(int(i), name, "is missing")
         return ClipFeatures(**{name: self._read(name, idx) for name in PER_CLIP})
+
+    def _missing_is_damage(self, name: str) -> bool:
+        """Whether a missing chunk file of array `name` can only be damage. Stores made before
+        every chunk was written (no `every_chunk_written` attribute) left out the chunks of
+        all-zero actions and states (an imported clip's states), which read as zeros."""
+        return name == "features" or bool(self.attrs.get(EVERY_CHUNK))
 
     def _read(self, name: str, idx: np.ndarray, array: zarr.Array | None = None) -> np.ndarray:
         array = self.group[name] if array is None else array

@@ -118,3 +118,25 @@ def test_open_errors(tmp_path):
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
     with pytest.raises(HopeError, match="not a hope feature store \\(missing features"):
         FeatureStore.open(tmp_path / "other.zarr")
+
+
+def test_a_missing_states_chunk_is_damage_only_where_every_chunk_was_written(tmp_path):
+    """Stores made before every chunk was written left out all-zero states chunks (an
+    imported clip's states): those read as zeros; in a store of this version it is damage."""
+    from hopecli.data.store import EVERY_CHUNK
+    from hopecli.errors import DamagedStoreError
+
+    store = _store(tmp_path / "s.zarr")
+    (i,) = store.add_clips(["c"], ["t"])
+    store.write(i, _clip(0))
+    assert store.attrs[EVERY_CHUNK] is True
+    store.chunk_file("states", i).unlink()
+    with pytest.raises(DamagedStoreError, match="states chunk is missing"):
+        FeatureStore.open(store.path).read_batch([i])
+    group = zarr.open_group(str(store.path), mode="r+")
+    del group.attrs[EVERY_CHUNK]  # as a store written before
+    old = FeatureStore.open(store.path)
+    assert (old.read_batch([i]).states == 0).all()
+    store.chunk_file("features", i).unlink()  # features are never left out
+    with pytest.raises(DamagedStoreError, match="features chunk is missing"):
+        FeatureStore.open(store.path).read_batch([i])
