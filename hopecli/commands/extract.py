@@ -27,7 +27,7 @@ EXAMPLES = [
 PANELS = [
     ("Encoder", ["--weights", "--which", "--time-mode"]),
     ("Clips", ["--frames", "--stride", "--target-fps", "--long-clips", "--allow-skips"]),
-    ("Output", ["--out", "--json"]),
+    ("Output", ["--out", "--compression", "--json"]),
     ("Resources", ["--batch-size", "--device", "--shard", "--threads", "--help"]),
 ]
 

@@ -33,7 +33,7 @@ EXAMPLES = [
 # the --help panels, in order; every option belongs to one (tests/test_help.py checks)
 PANELS = [
     ("Input", ["--feature-map", "--patches-per-step", "--task", "--action-mode", "--allow-skips"]),
-    ("Output", ["--out", "--json", "--threads", "--help"]),
+    ("Output", ["--out", "--compression", "--json", "--threads", "--help"]),
 ]
 
 

@@ -37,6 +37,7 @@ PANELS = [
     ("Models", ["--preset", "--run"]),
     ("Shapes", ["--batch-size", "--frames", "--input-dim", "--patches", "--action-dim", "--state-dim"]),
     ("Timing", ["--warmup", "--repeats", "--device", "--dtype", "--threads", "--compile"]),
+    ("Planning", ["--plan-samples", "--plan-iterations", "--plan-horizon"]),
     ("Output", ["--json", "--help"]),
 ]
 

@@ -410,9 +410,9 @@ class FeatureStore:
         """
         idx = np.asarray(indices, dtype=np.int64)
         order = np.argsort(idx, kind="stable")
-        for name in ("actions", "states"):
-            for i in idx if self._missing_is_damage(name) else ():
-                if not self.chunk_file(name, int(i)).is_file():
+        for i in idx:  # clip by clip, features first, as read_batch
+            for name in PER_CLIP:
+                if self._missing_is_damage(name) and not self.chunk_file(name, int(i)).is_file():
                     raise self._damage(int(i), name, "is missing")
         for name, out in (("actions", actions), ("states", states)):  # small: one read each
             out[order] = self._read(name, idx[order], self._read_array(name, int(idx.max(initial=0))))
@@ -422,8 +422,6 @@ class FeatureStore:
         def one(k: int) -> None:
             i = int(idx[k])
             if raw is None or not _read_file_into(raw(i), features[k]):
-                if not self.chunk_file("features", i).is_file():
-                    raise self._damage(i, "features", "is missing")
                 try:
                     features_array.get_basic_selection(i, out=NDBuffer.from_numpy_array(features[k]))
                 except Exception as e:  # codec errors are plain RuntimeError / ValueError
