@@ -62,14 +62,6 @@ def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).square().mean().sqrt() / b.square().mean().sqrt().clamp_min(1e-30)).item()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_with_grads(titan, x, chunk_size, impl):
     titan.zero_grad()
     x = x.clone().requires_grad_(True)

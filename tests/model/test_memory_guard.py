@@ -16,14 +16,6 @@ from hopecli.model.memory.naive import memory_read
 FRAME, FRAMES = 18, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def chunk_pairs(titan: SelfModifyingTitan, layers, x):
     """Keys [B, H, C, dh] and every memory's targets [B, NB, H, C, dh] of chunk x at W_c."""
     cfg = titan.cfg
