@@ -88,15 +88,6 @@ def run_with_grads(titan: SelfModifyingTitan, x: torch.Tensor, chunk_size: int, 
     return y.detach(), state, diag, grads
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: threads only add overhead on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 EQUIVALENCE = (
     [(case, 1, None) for case in CASES]
     + [(case, chunk, None) for case in (CASES[0], CASES[3], CASES[5], CASES[6]) for chunk in (5, 66)]
