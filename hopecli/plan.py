@@ -114,18 +114,25 @@ def rollout_energy(
     """
 
     def energy(actions: Tensor) -> Tensor:  # [N, H, A] -> [N]
-        n, horizon, _ = actions.shape
-        st = expand_state(state, n)
-        z = frame.expand(n, *frame.shape)  # [N, P, D]
-        s = robot_state.expand(n, *robot_state.shape)  # [N, S]
-        for h in range(horizon):
-            out = model(z[:, None], actions[:, h, None], s[:, None], state=st)
-            z = normalize_features(out.pred[:, -1])
-            s = next_states(s, actions[:, h], frames_per_step)
-            st = out.state
-        return goal_energy(z, goal)
+        return goal_energy(roll_out_last(model, state, frame, robot_state, actions, frames_per_step), goal)
 
     return energy
+
+
+def roll_out_last(model: Predictor, state: PredictorState | None, frame: Tensor, robot_state: Tensor,
+                  actions: Tensor, frames_per_step: int) -> Tensor:
+    """The last predicted step [N, P, D_in] (layer-normed) of N action sequences [N, H, A]
+    rolled out in one batch from the current step (rollout_energy's arguments)."""
+    n, horizon, _ = actions.shape
+    st = expand_state(state, n)
+    z = frame.expand(n, *frame.shape)  # [N, P, D]
+    s = robot_state.expand(n, *robot_state.shape)  # [N, S]
+    for h in range(horizon):
+        out = model(z[:, None], actions[:, h, None], s[:, None], state=st)
+        z = normalize_features(out.pred[:, -1])
+        s = next_states(s, actions[:, h], frames_per_step)
+        st = out.state
+    return z
 
 
 @dataclass
@@ -256,14 +263,6 @@ def sequence_patch_energies(
     if features.shape[0] > 1:
         state = model(features[None, :-1], actions[None, :-1], states[None, :-1], state=state).state
     seqs = torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()])  # [N, H, A]
-    n, horizon, _ = seqs.shape
-    st = expand_state(state, n)
-    z = features[-1].expand(n, *features[-1].shape)  # [N, P, D]
-    s = states[-1].expand(n, *states[-1].shape)  # [N, S]
-    for h in range(horizon):
-        out = model(z[:, None], seqs[:, h, None], s[:, None], state=st)
-        z = normalize_features(out.pred[:, -1])
-        s = next_states(s, seqs[:, h], frames_per_step)
-        st = out.state
+    z = roll_out_last(model, state, features[-1], states[-1], seqs, frames_per_step)
     per_patch = (normalize_features(z) - normalize_features(goal)).abs().mean(-1)  # [N, P]
     return dict(zip(sequences, per_patch.cpu()))
