@@ -62,11 +62,13 @@ demo: $(STAMP)
 # The README's tour quotes one recorded run of make demo (bench/demo_record.log): this target
 # makes that run in a fresh $(DEMO) with one thread per command, keeps its log and refreshes
 # the README's recorded blocks; tests/test_readme.py checks the README against the log.
+# The README's commands and Python example name demo_out: keep DEMO at its default here.
 demo-record: $(STAMP)
 	@test ! -e $(DEMO) || { echo "$(DEMO) exists: a record comes from a fresh run (make clean-demo first)"; exit 1; }
 	HOPE_THREADS=1 $(PY) bench/record.py start $(DEMO)/demo.log
 	HOPE_THREADS=1 $(MAKE) demo DEMO=$(DEMO) REC="$(PY) bench/record.py run $(DEMO)/demo.log --"
 	$(PY) bench/record.py finish $(DEMO)/demo.log
+	$(PY) bench/record.py run $(DEMO)/demo.log -- $(PY) bench/tour.py --api
 	$(PY) bench/tour.py $(DEMO)/demo.log
 
 # The in-context benchmark in a few minutes of CPU: feature clips whose every patch follows a

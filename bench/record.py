@@ -46,10 +46,12 @@ def _git(*args: str) -> str:
 
 
 def shown(argv: list[str]) -> str:
-    """The command as a user types it: the venv's `hope` is `hope`."""
+    """The command as a user types it: the venv's `hope` is `hope`, its python `python`."""
     words = list(argv)
     if words and Path(words[0]).name == "hope":
         words[0] = "hope"
+    elif words and Path(words[0]).name.startswith("python"):
+        words[0] = "python"
     return shlex.join(words)
 
 

@@ -3,11 +3,11 @@
 ```python
 import hopecli
 
-run = hopecli.load_run("demo_out/hope_naive")
+run = hopecli.load_run("demo_out/hope_naive/seed0")
 clip = hopecli.read_clip(run, video="sample_data/new_friction.mp4")
 result = hopecli.roll_out(run, clip, context=2)
 report = hopecli.adapt_clips(run, [clip], methods=["memory", "layernorm"])
-metrics = hopecli.evaluate_runs(["demo_out/hope_naive"])
+metrics = hopecli.evaluate_runs(["demo_out/hope_naive/seed0"])
 ```
 
 Each function reads the run folder for what it needs (the encoder a video must be

@@ -16,7 +16,7 @@ from hopecli.train.rundir import dumps_report
 
 EXAMPLES = [
     ("HOPE on a clip with a friction it never saw, against the ViT baseline adapted alike",
-     "hope adapt --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --baseline demo_out/vit_naive"),
+     "hope adapt --run demo_out/hope_naive/seed0 --clip sample_data/new_friction.mp4 --baseline demo_out/vit_naive/seed0"),
     ("only the in-context memory, with the CMS levels learning online, curves in a PNG",
      "hope adapt --run runs/hope --clip new.mp4 --method memory --cms-online --png adapt.png"),
     ("adapt on one clip, keep the state, continue on the next and then roll out from it",

@@ -19,7 +19,7 @@ def _fmt(values) -> str:
 
 EXAMPLES = [
     ("predict from 2 observed steps under the clip's own actions, with a picture and the features",
-     "hope rollout --run demo_out/hope_naive --clip sample_data/new_friction.mp4 --context 2 --png rollout.png --out rollout.npy"),
+     "hope rollout --run demo_out/hope_naive/seed0 --clip sample_data/new_friction.mp4 --context 2 --png rollout.png --out rollout.npy"),
     ("a clip from the feature store instead of a video",
      "hope rollout --run runs/hope --store demo_out/sample.zarr --index 5 --context 1 --json"),
     ("plan actions toward a goal video with CEM (V-JEPA 2-AC's planner)",
