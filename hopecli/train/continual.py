@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hopecli import __version__
 from hopecli.console import err
 from hopecli.errors import CheckpointError, HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
@@ -39,11 +38,12 @@ from hopecli.train.interrupt import TrainingInterrupted, stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
 from hopecli.train.runconfig import read_run_config
+from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
 from hopecli.train.runfiles import check_state, read_split
 from hopecli.train.runlog import RunLog, learning_curve
 from hopecli.train.validate import evaluate_clips
+from hopecli.version import __version__
 
 ERRORS = ("teacher_forcing", "jump")
 RESUME_FREE = ("device",)  # config fields a resumed run may change (a checkpoint is device-free)
