@@ -61,8 +61,8 @@ from hopecli.model import Predictor, PredictorState
 from hopecli.model.blocks import HopeBlock
 from hopecli.model.memory import TitanState
 from hopecli.rollout import Clip
+from hopecli.runs.folder import atomic_write
 from hopecli.train.losses import l1_per_clip
-from hopecli.train.rundir import atomic_write
 from hopecli.verdict import SIGNIFICANCE, sign_flip_p
 
 STATE_FORMAT = "hope-adapt-state/2"

@@ -57,8 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.errors import HopeError
-from hopecli.train.rundir import RESULTS, atomic_write, json_safe
-from hopecli.train.runfiles import read_results
+from hopecli.runs.files import read_results
+from hopecli.runs.folder import RESULTS, atomic_write, json_safe
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 METRIC_KEYS = ("avg_error", "forgetting", "plasticity", "backward_transfer", "forward_transfer")
@@ -257,7 +257,7 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
     """
     from hopecli.data.store import FeatureStore
     from hopecli.errors import StoreMismatchError
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
     from hopecli.train.config import TrainConfig
     from hopecli.train.continual import held_out, protocol_tasks
     from hopecli.train.data import clip_shape
@@ -287,7 +287,7 @@ def run_split(run_dir: Path, store_path: Path | None = None):
     from hopecli.data.store import FeatureStore
     from hopecli.errors import StoreMismatchError
     from hopecli.train.continual import held_out, protocol_tasks
-    from hopecli.train.runconfig import read_run_config
+    from hopecli.runs.config import read_run_config
 
     saved = read_run_config(run_dir)
     store = FeatureStore.open(store_path or saved.store["path"])

@@ -134,7 +134,7 @@ def in_context_report(run_dir: Path, store_path: Path | None = None, device: str
     clips, the others (the held-out family) on all their clips."""
     from hopecli.data.dynamics import store_dynamics
     from hopecli.evaluate import run_split
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
     from hopecli.train.distributed import resolve_device
 
     store, cfg, tasks, split = run_split(run_dir, store_path)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hopecli.train.rundir import CONFIG, read_json
+from hopecli.runs.folder import CONFIG, read_json
 
 DRAWS = 2000
 LEVEL = 0.95
@@ -224,7 +224,7 @@ def budget_differences(results: dict[str, dict], val_names: dict[str, dict] | No
 
 def validation_names(run: Path) -> dict | None:
     """The validation clips of a run by partition (split.json), None when it has none."""
-    from hopecli.train.rundir import SPLIT
+    from hopecli.runs.folder import SPLIT
 
     path = Path(run) / SPLIT
     return read_json(path).get("val") if path.is_file() else None

@@ -164,7 +164,7 @@ def probe_report(run_dir, steps: int, store_path=None, device: str = "auto") -> 
     the copy-last baseline (step 0) and on the model's autoregressive rollout from step 0
     (the `hope eval` horizons). None when the run's store has no object states."""
     from hopecli.evaluate import run_split
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
     from hopecli.train.distributed import resolve_device
     from hopecli.train.losses import normalize_features, rollout
 

@@ -55,7 +55,7 @@ class Run:
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> Run:
     """The predictor of a `hope train` run folder (latest checkpoint unless named)."""
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
 
     path = Path(path)
     if not path.is_dir():

@@ -11,7 +11,7 @@ from rich.table import Table
 from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import compile_option, threads_option
 from hopecli.console import err
-from hopecli.train.rundir import dumps_report
+from hopecli.runs.folder import dumps_report
 
 STREAM_LABELS = {
     "stream_error": "Stream Error",

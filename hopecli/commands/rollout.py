@@ -10,7 +10,7 @@ from rich.table import Table
 from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import compile_option, run_source_options, threads_option
 from hopecli.console import err
-from hopecli.train.rundir import dumps_report
+from hopecli.runs.folder import dumps_report
 
 
 def _fmt(values) -> str:

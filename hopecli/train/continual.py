@@ -28,9 +28,12 @@ from hopecli.model import Predictor, PredictorConfig
 from hopecli.model.memory import SelfModifyingTitan
 from hopecli.model.memory import compiled
 from hopecli.model.memory.compiled import compile_mode, wants_compile
+from hopecli.runs.checkpoint import (STATE, latest_checkpoint, load_state, load_weights, resolve_checkpoint,
+                                    save_checkpoint)
+from hopecli.runs.config import read_run_config
+from hopecli.runs.files import check_state, read_split
+from hopecli.runs.folder import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
 from hopecli.train import numerics
-from hopecli.train.checkpoint import (STATE, latest_checkpoint, load_state, load_weights, resolve_checkpoint,
-                                     save_checkpoint)
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
 from hopecli.train.distributed import World, all_max, barrier, init_from_env
@@ -38,9 +41,6 @@ from hopecli.train.interrupt import TrainingInterrupted, stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.runconfig import read_run_config
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
-from hopecli.train.runfiles import check_state, read_split
 from hopecli.train.runlog import RunLog, learning_curve
 from hopecli.train.validate import evaluate_clips
 from hopecli.version import __version__

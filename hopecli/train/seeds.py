@@ -22,7 +22,7 @@ import dataclasses
 from pathlib import Path
 
 from hopecli.errors import HopeError
-from hopecli.train.rundir import CONFIG, RESULTS, read_json, write_json
+from hopecli.runs.folder import CONFIG, RESULTS, read_json, write_json
 
 SEEDS = "seeds.json"
 

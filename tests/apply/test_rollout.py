@@ -23,9 +23,9 @@ from hopecli.rollout import (
     run_encoder,
     write_prediction,
 )
+from hopecli.runs.folder import read_json, write_json
 from hopecli.train.losses import normalize_features
 from hopecli.train.losses import rollout as recomputed_rollout
-from hopecli.train.rundir import read_json, write_json
 
 PRESETS = ("hope_tiny", "vit_tiny", "hybrid_tiny")
 

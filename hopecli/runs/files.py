@@ -1,4 +1,4 @@
-"""Typed readers of a run folder's files besides config.json (that one: runconfig.py).
+"""Typed readers of a run folder's files besides config.json (that one: hopecli.runs.config).
 
 `checkpoints/latest.json`, a checkpoint's `state.pt`, `results.json` and `split.json` are
 checked against their schema when read, so a damaged or hand-edited file is one
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hopecli.errors import RunFileError
-from hopecli.train.rundir import read_json
+from hopecli.runs.folder import read_json
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 PROGRESS_INTS = ("experience", "step", "global_step")
