@@ -286,8 +286,8 @@ def run_split(run_dir: Path, store_path: Path | None = None):
     """(open store, TrainConfig, partitions, validation split) of a run, without its model."""
     from hopecli.data.store import FeatureStore
     from hopecli.errors import StoreMismatchError
-    from hopecli.train.continual import held_out, protocol_tasks
     from hopecli.runs.config import read_run_config
+    from hopecli.train.continual import held_out, protocol_tasks
 
     saved = read_run_config(run_dir)
     store = FeatureStore.open(store_path or saved.store["path"])
@@ -351,7 +351,7 @@ def evaluate_runs(
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
     from hopecli import intervals
     from hopecli.baselines import relative_to
-    from hopecli.train.seeds import expand_runs
+    from hopecli.runs.seeds import expand_runs
 
     runs = expand_runs(runs)
     names = intervals.short_names(runs)

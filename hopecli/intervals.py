@@ -63,7 +63,7 @@ def short_names(runs: Sequence[str | Path]) -> list[str]:
     """The shortest trailing parts of each path that tell the runs apart: a/vit_naive and
     b/vit_naive print as such, not as two vit_naive rows. A seed run of a seeds folder is
     named by that folder (told apart the same way) and its own name: vit/seed0."""
-    from hopecli.train.seeds import SEEDS
+    from hopecli.runs.seeds import SEEDS
 
     paths = [Path(r).resolve() for r in runs]
     seeded = [(p.parent / SEEDS).is_file() for p in paths]
