@@ -449,7 +449,7 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     recorded = label if label in PRESETS else None
     try:
         if seeds is not None:
-            from hopecli.runs.seeds import train_seeds
+            from hopecli.train.seeds import train_seeds
 
             def starting(seed: int, run: Path) -> None:
                 if world.is_main:

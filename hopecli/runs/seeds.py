@@ -1,4 +1,5 @@
-"""One configuration trained under several seeds: `hope train --seeds 0,1,2`.
+"""A seeds folder: one configuration trained under several seeds (`hope train --seeds 0,1,2`,
+hopecli.train.seeds).
 
 The runs go into one folder, one run folder per seed, and a seeds.json that lists them:
 
@@ -10,7 +11,7 @@ OUT/
   seed2/
 ```
 
-`hope eval OUT` reads such a folder as its seed runs, and aggregates them (hopecli.seeds:
+`hope eval OUT` reads such a folder as its seed runs, and aggregates them (hopecli.intervals:
 a mean with a 95% interval for every metric). The seed sets the initialisation, the
 batch order, the jump targets and, with --val-fraction, the split; with --val-clips every
 seed validates on the same clips.
@@ -18,11 +19,10 @@ seed validates on the same clips.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from hopecli.errors import HopeError
-from hopecli.runs.folder import CONFIG, RESULTS, read_json, write_json
+from hopecli.runs.folder import CONFIG, read_json
 
 SEEDS = "seeds.json"
 
@@ -63,38 +63,3 @@ def expand_runs(paths) -> list[Path]:
         else:
             out.extend(runs)
     return out
-
-
-def train_seeds(store, out: Path, model_cfg, cfg, seeds: list[int] | None, *, resume: bool = False,
-                world=None, preset: str | None = None, on_start=None) -> list[dict]:
-    """Train `cfg` once per seed into OUT/seed<N> (module doc); resume=True finishes every
-    seed run of OUT that is not complete, starting those not begun. Returns their results.
-
-    `on_start(seed, run_dir)` is called before each run (progress on the command line).
-    """
-    from hopecli.train.continual import train
-
-    out = Path(out)
-    if resume:
-        seeds = read_seeds(out)
-        if seeds is None:
-            raise HopeError(f"{out}: not a seeds folder (no {SEEDS})")
-    elif (out / SEEDS).exists() or (out / CONFIG).exists():
-        raise HopeError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    if len(set(seeds)) != len(seeds):
-        raise HopeError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated")
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / SEEDS, {"seeds": list(seeds)})
-    results = []
-    for seed in seeds:
-        run = seed_dir(out, seed)
-        started = (run / CONFIG).exists()
-        if started and (run / RESULTS).exists() and read_json(run / RESULTS).get("complete"):
-            results.append(read_json(run / RESULTS))
-            continue
-        if on_start is not None:
-            on_start(seed, run)
-        results.append(train(store, run, model_cfg, dataclasses.replace(cfg, seed=seed), resume=started,
-                             world=world, preset=preset))
-    return results
