@@ -24,8 +24,9 @@ import numpy as np
 
 from hopecli.adapt import AdaptConfig, AdaptReport
 from hopecli.errors import HopeError
-from hopecli.rollout import Clip, RolloutResult, Run
-from hopecli.rollout import load_run as _load_run
+from hopecli.rollout import Clip, RolloutResult
+from hopecli.runs.load import Run
+from hopecli.runs.load import load_run as _load_run
 
 __all__ = ["Clip", "HopeError", "Run", "adapt_clips", "evaluate_runs", "load_run", "read_clip", "roll_out"]
 

@@ -57,8 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.errors import HopeError
-from hopecli.runs.files import read_results
-from hopecli.runs.folder import RESULTS, atomic_write, json_safe
+from hopecli.runs.files import load_results
+from hopecli.runs.folder import atomic_write, json_safe
+from hopecli.runs.split import run_split
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 METRIC_KEYS = ("avg_error", "forgetting", "plasticity", "backward_transfer", "forward_transfer")
@@ -241,13 +242,6 @@ def few_validation_clips(report: dict) -> dict[str, int]:
     return {t: n for t, n in (report.get("val_clips") or {}).items() if n < MIN_VAL_CLIPS}
 
 
-def load_results(run_dir: Path) -> dict:
-    path = Path(run_dir) / RESULTS
-    if not path.exists():
-        raise HopeError(f"{run_dir}: no {RESULTS}; is it a `hope train` run folder that finished an experience?")
-    return read_results(path)  # RunFileError naming the field of a damaged file
-
-
 def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path | None = None,
                     device: str = "auto") -> dict:
     """Error per rollout horizon of a run's final checkpoint on its validation clips.
@@ -255,47 +249,22 @@ def measure_horizon(run_dir: Path, horizon: int | None = None, store_path: Path 
     The validation clips are those of training (same partitions, seed and split), read from
     `store_path` (default: the store recorded in config.json), whose encoder must match.
     """
-    from hopecli.data.store import FeatureStore
-    from hopecli.errors import StoreMismatchError
     from hopecli.runs.checkpoint import load_model
-    from hopecli.train.config import TrainConfig
-    from hopecli.train.continual import held_out, protocol_tasks
     from hopecli.train.data import clip_shape
     from hopecli.train.distributed import World, resolve_device
     from hopecli.train.validate import evaluate_clips
 
     dev = resolve_device(device)
-    model, config = load_model(run_dir, device=dev)
-    store = FeatureStore.open(store_path or config["store"]["path"])
-    if store.attrs.get("encoder") != config["store"]["encoder"]:
-        raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
-    cfg = TrainConfig.from_dict(config["train"])
-    tasks = protocol_tasks(store, cfg)
+    model, _ = load_model(run_dir, device=dev)
+    store, cfg, tasks, split = run_split(run_dir, store_path)
     T = clip_shape(store)[0]
     steps = horizon or cfg.horizon or T - 1
     if steps > T - 1:
         raise HopeError(f"{store.path}: clips of {T} steps allow a horizon of at most {T - 1}, asked {steps}")
-    split = held_out(store, tasks, cfg)
     world = World(device=dev)
     per_task = {t: evaluate_clips(model, store, split.val[t], world=world, batch_size=cfg.eval_batch_size,
                                   horizon=steps, jump_k=cfg.loss.jump_k)["horizon"] for t in tasks}
     return {"steps": steps, "tasks": per_task}
-
-
-def run_split(run_dir: Path, store_path: Path | None = None):
-    """(open store, TrainConfig, partitions, validation split) of a run, without its model."""
-    from hopecli.data.store import FeatureStore
-    from hopecli.errors import StoreMismatchError
-    from hopecli.runs.config import read_run_config
-    from hopecli.train.continual import held_out, protocol_tasks
-
-    saved = read_run_config(run_dir)
-    store = FeatureStore.open(store_path or saved.store["path"])
-    if store.attrs.get("encoder") != saved.store["encoder"]:
-        raise StoreMismatchError(f"{store.path}: encoder differs from the one the run in {run_dir} was trained on")
-    cfg = saved.train
-    tasks = protocol_tasks(store, cfg)
-    return store, cfg, tasks, held_out(store, tasks, cfg)
 
 
 def measure_baselines(run_dir: Path, steps: int, store_path: Path | None = None) -> dict:

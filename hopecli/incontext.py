@@ -133,8 +133,8 @@ def in_context_report(run_dir: Path, store_path: Path | None = None, device: str
     hidden-dynamics store). Families the run trained on are scored on its validation
     clips, the others (the held-out family) on all their clips."""
     from hopecli.data.dynamics import store_dynamics
-    from hopecli.evaluate import run_split
     from hopecli.runs.checkpoint import load_model
+    from hopecli.runs.split import run_split
     from hopecli.train.distributed import resolve_device
 
     store, cfg, tasks, split = run_split(run_dir, store_path)

@@ -15,8 +15,9 @@ from hopecli.baselines import baseline_clip_errors, evaluate_baselines, relative
 from hopecli.cli import hope
 from hopecli.data.store import ClipFeatures, FeatureStore
 from hopecli.evaluate import evaluate_runs
+from hopecli.runs.split import held_out
 from hopecli.train.config import TrainConfig
-from hopecli.train.continual import held_out, store_info
+from hopecli.train.continual import store_info
 from hopecli.train.validate import clip_errors
 
 torch.set_num_threads(1)

@@ -90,8 +90,9 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
     from hopecli.adapt import AdaptConfig, adapt, adapt_figure, load_state, save_state
     from hopecli.errors import StoreMismatchError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import load_clips, load_run
+    from hopecli.rollout import load_clips
     from hopecli.runs.checkpoint import check_finite_weights, resolve_checkpoint
+    from hopecli.runs.load import load_run
 
     if bool(clips) == (store is not None):
         raise click.UsageError("give --clip VIDEO (repeatable) or --store STORE --index I")

@@ -90,7 +90,8 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
 
     from hopecli.errors import InputError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import goal_frame, load_clips, load_run, rollout_clip, rollout_figure, write_prediction
+    from hopecli.rollout import goal_frame, load_clips, rollout_clip, rollout_figure, write_prediction
+    from hopecli.runs.load import load_run
 
     if (clip is None) == (store is None):
         raise click.UsageError("give --clip VIDEO or --store STORE --index I")

@@ -31,7 +31,8 @@ from hopecli.cli import hope
 from hopecli.errors import CheckpointError
 from hopecli.model import PredictorState
 from hopecli.model.memory import TitanState
-from hopecli.rollout import clip_from_store, load_run, rollout_clip
+from hopecli.rollout import clip_from_store, rollout_clip
+from hopecli.runs.load import load_run
 from hopecli.train.losses import l1_per_clip, normalize_features
 
 

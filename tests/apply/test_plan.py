@@ -8,7 +8,8 @@ import torch
 
 from hopecli.errors import InputError
 from hopecli.plan import CEMConfig, cem, goal_energy, plan_to_goal, rollout_energy
-from hopecli.rollout import clip_from_store, load_run
+from hopecli.rollout import clip_from_store
+from hopecli.runs.load import load_run
 from hopecli.train.losses import normalize_features
 
 

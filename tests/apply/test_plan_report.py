@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from hopecli.cli import hope
 from hopecli.plan import rollout_energy, sequence_energies
-from hopecli.rollout import clip_from_store, load_run
+from hopecli.rollout import clip_from_store
+from hopecli.runs.load import load_run
 
 
 def test_sequence_energies_are_the_planners_energies(runs, store_path):

@@ -15,7 +15,6 @@ from hopecli.errors import InputError, StoreMismatchError
 from hopecli.rollout import (
     clip_from_store,
     clip_from_video,
-    load_run,
     next_states,
     rollout,
     rollout_clip,
@@ -24,6 +23,7 @@ from hopecli.rollout import (
     write_prediction,
 )
 from hopecli.runs.folder import read_json, write_json
+from hopecli.runs.load import load_run
 from hopecli.train.losses import normalize_features
 from hopecli.train.losses import rollout as recomputed_rollout
 
