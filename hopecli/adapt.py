@@ -56,11 +56,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hopecli.baselines import BASELINES, LABELS as BASELINE_LABELS, next_step_predictions
+from hopecli.clips import Clip
 from hopecli.errors import CheckpointError, HopeError
 from hopecli.model import Predictor, PredictorState
 from hopecli.model.blocks import HopeBlock
 from hopecli.model.memory import TitanState
-from hopecli.rollout import Clip
 from hopecli.runs.folder import atomic_write
 from hopecli.train.losses import l1_per_clip
 from hopecli.verdict import SIGNIFICANCE, sign_flip_p

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.adapt import AdaptConfig, AdaptReport
+from hopecli.clips import Clip
 from hopecli.errors import HopeError
-from hopecli.rollout import Clip, RolloutResult
+from hopecli.rollout import RolloutResult
 from hopecli.runs.load import Run
 from hopecli.runs.load import load_run as _load_run
 
@@ -52,7 +53,7 @@ def read_clip(run: Run, *, video: str | Path | None = None, store: str | Path | 
     embedded default encoder. store + index: entry `index` of a store made with the
     run's encoder. The Clip holds `features` [T, P, D], `actions` [T, A], `states` [T, S].
     """
-    from hopecli.rollout import load_clips
+    from hopecli.clips import load_clips
 
     if (video is None) == (store is None):
         raise HopeError("read_clip needs either video= or store= (with index=)")

@@ -88,9 +88,9 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
     error. Anything less is reported as "no clear change".
     """
     from hopecli.adapt import AdaptConfig, adapt, adapt_figure, load_state, save_state
+    from hopecli.clips import load_clips
     from hopecli.errors import StoreMismatchError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import load_clips
     from hopecli.runs.checkpoint import check_finite_weights, resolve_checkpoint
     from hopecli.runs.load import load_run
 
