@@ -11,7 +11,7 @@ OUT/
   seed2/
 ```
 
-`hope eval OUT` reads such a folder as its seed runs, and aggregates them (hopecli.intervals:
+`hope eval OUT` reads such a folder as its seed runs, and aggregates them (hopecli.eval.intervals:
 a mean with a 95% interval for every metric). The seed sets the initialisation, the
 batch order, the jump targets and, with --val-fraction, the split; with --val-clips every
 seed validates on the same clips.

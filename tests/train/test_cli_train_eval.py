@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from hopecli.cli import hope
 from hopecli.commands import train as train_cmd
-from hopecli.evaluate import METRIC_KEYS
+from hopecli.eval.metrics import METRIC_KEYS
 from hopecli.model.config import PredictorConfig
 from hopecli.model.memory.config import TitanConfig
 from hopecli.train.config import TrainConfig

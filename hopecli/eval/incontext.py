@@ -180,7 +180,7 @@ CEILING_STYLES = {"copy": ("0.55", ":"), "no_context": ("tab:orange", "--"),
 def save_in_context_figure(runs: Sequence[dict], path: Path) -> None:
     """One panel per family: error against the step index, ceilings dashed (from the first
     run's clips), every run solid (memories writing) and faint (frozen)."""
-    from hopecli.evaluate import _pyplot
+    from hopecli.eval.metrics import _pyplot
 
     plt = _pyplot()
     families = list(dict.fromkeys(f for r in runs for f in r["in_context"]["families"]))

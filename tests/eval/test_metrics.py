@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hopecli.errors import HopeError
-from hopecli.evaluate import continual_metrics, evaluate_runs, final_stream_metrics, gap_closed, stream_metrics
+from hopecli.eval.metrics import continual_metrics, evaluate_runs, final_stream_metrics, gap_closed, stream_metrics
 
 # rows: after experience i (one task each, in column order); columns: task j
 R = [
@@ -167,7 +167,7 @@ def test_evaluate_runs_gap_closed_and_figures(tmp_path):
 
 
 def test_figures_draw_runs_on_shared_named_axes(tmp_path, monkeypatch):
-    from hopecli.evaluate import COMPARISON_TITLES, RunReport, comparison_figure, save_figure
+    from hopecli.eval.metrics import COMPARISON_TITLES, RunReport, comparison_figure, save_figure
 
     h = {"steps": 2, "tasks": {"a": [0.2, 0.3], "b": [0.4, 0.5]}}
     runs = [_write_run(tmp_path / name, [[0.3, 0.6], [0.35, 0.25]], [0, 1], ["a", "b"], "naive", h)
@@ -217,7 +217,7 @@ def test_figures_draw_runs_on_shared_named_axes(tmp_path, monkeypatch):
 def test_comparison_width_is_bounded_and_no_title_is_clipped(tmp_path):
     """Eight runs: the figure stays COMPARISON_WIDTH wide (heat maps wrap into rows), and
     every title, long run names included, lies inside the figure."""
-    from hopecli.evaluate import COMPARISON_WIDTH, RunReport, comparison_figure, save_figure
+    from hopecli.eval.metrics import COMPARISON_WIDTH, RunReport, comparison_figure, save_figure
 
     h = {"steps": 2, "tasks": {"a": [0.2, 0.3], "b": [0.4, 0.5]}}
     runs = [_write_run(tmp_path / f"a_rather_long_run_name_{k}", [[0.3, 0.6], [0.35, 0.25]], [0, 1], ["a", "b"],

@@ -227,8 +227,8 @@ class RunReport:
     # when the run's store is not at hand: {name: {"teacher_forcing": {task: e}, "jump":
     # {task: e}, "avg_error": {kind: e}, "horizon": {"steps", "tasks", "mean"}}}
     baselines: dict | None = None
-    probe: dict | None = None  # hopecli.probe.probe_report, when the store has object states
-    in_context: dict | None = None  # hopecli.incontext.in_context_report, on a hidden-dynamics store
+    probe: dict | None = None  # hopecli.eval.probe.probe_report, when the store has object states
+    in_context: dict | None = None  # hopecli.eval.incontext.in_context_report, on a hidden-dynamics store
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,18 +308,18 @@ def evaluate_runs(
     RUN/eval.png; `out_figure` gets all runs in one figure. The copy-last and
     context-mean baselines are measured on every run's validation clips; `probe` (None:
     whenever the store has object states) scores the object's position through a linear
-    probe (hopecli.probe).
+    probe (hopecli.eval.probe).
 
     A seeds folder (`hope train --seeds`) stands for its seed runs, in runs and as a
     baseline (whose Avg Error is then the mean over its seeds). "groups" holds one entry
     per configuration (runs that differ only by seed): every metric and Gap Closed as a
-    mean with a 95% interval (hopecli.intervals); "warnings" names unequal step budgets
+    mean with a 95% interval (hopecli.eval.intervals); "warnings" names unequal step budgets
     or validation clips among the compared runs.
     """
     if (naive is None) != (joint is None):
         raise HopeError("Gap Closed needs both baselines: give --naive and --joint together")
-    from hopecli import intervals
     from hopecli.baselines import relative_to
+    from hopecli.eval import intervals
     from hopecli.runs.seeds import expand_runs
 
     runs = expand_runs(runs)
@@ -345,10 +345,10 @@ def evaluate_runs(
         try:
             report.baselines = measure_baselines(run, steps, store)
             if probe is not False:
-                from hopecli.probe import probe_report
+                from hopecli.eval.probe import probe_report
 
                 report.probe = probe_report(run, steps, store)
-            from hopecli.incontext import in_context_report
+            from hopecli.eval.incontext import in_context_report
 
             report.in_context = in_context_report(run, store)
         except HopeError as e:  # the store moved or is gone: the run's own numbers still stand
@@ -404,7 +404,7 @@ def evaluate_runs(
         save_comparison(reports, Path(out_figure))
     with_curves = [r for r in reports if r.in_context is not None]
     if with_curves and (figures or out_figure is not None):
-        from hopecli.incontext import save_in_context_figure
+        from hopecli.eval.incontext import save_in_context_figure
 
         path = (Path(out_figure).with_name(Path(out_figure).stem + "_in_context.png") if out_figure is not None
                 else Path(with_curves[0].run) / "in_context.png")
