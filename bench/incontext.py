@@ -82,7 +82,8 @@ def main() -> None:
     import torch
 
     from hopecli.data.dynamics import DynamicsConfig, write_dynamics_store
-    from hopecli.eval.incontext import CEILINGS, LABELS, gap_closed, in_context_report, save_in_context_figure, summary
+    from hopecli.eval.figures import save_in_context_figure
+    from hopecli.eval.incontext import CEILINGS, LABELS, gap_closed, in_context_report, summary
 
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ def evaluate_runs(runs: Sequence[str | Path], *, naive: str | Path | None = None
     family (`stream`) and the error per rollout horizon. figures=True also writes
     RUN/eval.png.
     """
-    from hopecli.eval.metrics import evaluate_runs as _evaluate_runs
+    from hopecli.eval.evaluate import evaluate_runs as _evaluate_runs
 
     return _evaluate_runs([Path(r) for r in runs], naive=Path(naive) if naive else None,
                           joint=Path(joint) if joint else None, figures=figures)

@@ -377,10 +377,10 @@ def test_a_failed_atomic_write_names_the_file_and_leaves_nothing(tmp_path, monke
 
 
 def test_eval_of_a_run_it_cannot_write_shows_the_metrics_and_warns(fresh, monkeypatch):
-    from hopecli.eval import metrics
+    from hopecli.eval import evaluate
 
     _, run = fresh
-    monkeypatch.setattr(metrics, "save_figure", fails_with(EACCES, run / "eval.png"))
+    monkeypatch.setattr(evaluate, "save_figure", fails_with(EACCES, run / "eval.png"))
     result = _run("eval", run)
     assert result.exit_code == 0, result.output
     assert "Avg Error" in result.output

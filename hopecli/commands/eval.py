@@ -424,7 +424,8 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything.
     """
-    from hopecli.eval.metrics import MIN_VAL_CLIPS, evaluate_runs, few_validation_clips
+    from hopecli.eval.evaluate import evaluate_runs
+    from hopecli.eval.report import MIN_VAL_CLIPS, few_validation_clips
 
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
                            probe=probe)
