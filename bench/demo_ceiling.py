@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from hopecli.data.store import FeatureStore
-from hopecli.train.data import read_batch, split_clips
+from hopecli.runs.split import split_clips
+from hopecli.train.data import read_batch
 from hopecli.train.losses import normalize_features
 
 

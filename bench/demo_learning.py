@@ -20,7 +20,8 @@ import torch
 
 from hopecli.data.store import FeatureStore
 from hopecli.model.presets import build_predictor
-from hopecli.train.data import read_batch, split_clips
+from hopecli.runs.split import split_clips
+from hopecli.train.data import read_batch
 from hopecli.train.losses import normalize_features
 
 MOVING = 0.01

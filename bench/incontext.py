@@ -6,7 +6,7 @@
 Writes a hidden-dynamics store (`hope synth --dynamics`), trains every run of RUNS on the
 linear and nonlinear families at equal steps (joint, teacher forcing only, --jobs
 processes side by side, one thread each), then scores each on its validation clips and on
-the held-out family through hopecli.incontext: the error of each step, memories writing
+the held-out family through hopecli.eval.incontext: the error of each step, memories writing
 and frozen, beside copy, the no-context map, in-context least squares and the oracle.
 Prints the table and the targets of issue 18, the learning curves (training loss per
 --curve-every steps, from each run's metrics.jsonl), and writes OUT/incontext.json and
@@ -82,7 +82,8 @@ def main() -> None:
     import torch
 
     from hopecli.data.dynamics import DynamicsConfig, write_dynamics_store
-    from hopecli.incontext import CEILINGS, LABELS, gap_closed, in_context_report, save_in_context_figure, summary
+    from hopecli.eval.figures import save_in_context_figure
+    from hopecli.eval.incontext import CEILINGS, LABELS, gap_closed, in_context_report, summary
 
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ The Python API (see hopecli.api; imported on first use, so `import hopecli` stay
 - evaluate_runs(runs): the metrics of `hope eval`
 """
 
-__version__ = "0.1.0"
+from hopecli.version import __version__
 
 _API = ("Clip", "HopeError", "Run", "adapt_clips", "evaluate_runs", "load_run", "read_clip", "roll_out")
 __all__ = ["__version__", *_API]

@@ -30,7 +30,7 @@ baselines (hopecli.baselines) are scored on the same steps from the same window'
 
 A method "helped" (or "hurt") only when its change beats the step-to-step spread: the
 per-step differences from the same model frozen agree (a paired sign-flip test,
-`sign_flip_p`, p < SIGNIFICANCE) and their mean is larger than the standard error of the
+hopecli.verdict.sign_flip_p, p < SIGNIFICANCE) and their mean is larger than the standard error of the
 frozen model's mean error; anything less is "no clear change".
 
 What adaptation changes is an `AdaptState` value (memory states, learned weights,
@@ -56,21 +56,20 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hopecli.baselines import BASELINES, LABELS as BASELINE_LABELS, next_step_predictions
+from hopecli.clips import Clip
 from hopecli.errors import CheckpointError, HopeError
 from hopecli.model import Predictor, PredictorState
 from hopecli.model.blocks import HopeBlock
 from hopecli.model.memory import TitanState
-from hopecli.rollout import Clip
+from hopecli.runs.folder import atomic_write
 from hopecli.train.losses import l1_per_clip
-from hopecli.train.rundir import atomic_write
+from hopecli.verdict import SIGNIFICANCE, sign_flip_p
 
 STATE_FORMAT = "hope-adapt-state/2"
 FROZEN = "frozen"
 METHODS = ("memory", "layernorm", "both")
 BASELINE = "baseline"
 BASELINE_FROZEN = "baseline_frozen"  # the baseline run, frozen: what its adaptation is compared with
-SIGNIFICANCE = 0.05  # a change counts (helped / hurt) when the paired test's p-value is below this
-EXACT_FLIPS = 16  # up to this many steps the sign-flip test enumerates every flip
 # what learns under each way of streaming: (Titan memories write, CMS may learn online, LayerNorms learn)
 LEARNING = {
     FROZEN: (False, False, False),
@@ -232,26 +231,6 @@ def stream(
                 grads[name] = torch.zeros_like(grads[name])
     memories = tuple(m if isinstance(m, TitanState) else None for m in state.blocks)
     return errors, AdaptState(memories, weights, grads, adam_m, adam_v, frames, adam_steps)
-
-
-def sign_flip_p(differences: Sequence[float]) -> float:
-    """Two-sided p-value of a paired sign-flip test that per-step differences average zero.
-
-    Under "the method changes nothing" each step's difference (method - frozen) is as
-    likely negative as positive, so the observed mean is compared with the means of every
-    way of flipping the signs (exact up to EXACT_FLIPS steps, else 20,000 seeded random
-    flips). Few steps or differences that go both ways give a large p-value.
-    """
-    d = np.asarray(differences, dtype=np.float64)
-    n = len(d)
-    if n == 0 or not np.any(d):
-        return 1.0
-    if n <= EXACT_FLIPS:
-        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
-    else:
-        signs = np.random.default_rng(0).choice([-1, 1], size=(20_000, n))
-    means = np.abs((signs * d).mean(1))
-    return float(np.mean(means >= abs(d.mean()) * (1 - 1e-9)))
 
 
 @dataclass

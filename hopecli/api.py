@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.adapt import AdaptConfig, AdaptReport
+from hopecli.clips import Clip
 from hopecli.errors import HopeError
-from hopecli.rollout import Clip, RolloutResult, Run
-from hopecli.rollout import load_run as _load_run
+from hopecli.rollout import RolloutResult
+from hopecli.runs.load import Run
+from hopecli.runs.load import load_run as _load_run
 
 __all__ = ["Clip", "HopeError", "Run", "adapt_clips", "evaluate_runs", "load_run", "read_clip", "roll_out"]
 
@@ -51,7 +53,7 @@ def read_clip(run: Run, *, video: str | Path | None = None, store: str | Path | 
     embedded default encoder. store + index: entry `index` of a store made with the
     run's encoder. The Clip holds `features` [T, P, D], `actions` [T, A], `states` [T, S].
     """
-    from hopecli.rollout import load_clips
+    from hopecli.clips import load_clips
 
     if (video is None) == (store is None):
         raise HopeError("read_clip needs either video= or store= (with index=)")
@@ -109,7 +111,7 @@ def evaluate_runs(runs: Sequence[str | Path], *, naive: str | Path | None = None
     family (`stream`) and the error per rollout horizon. figures=True also writes
     RUN/eval.png.
     """
-    from hopecli.evaluate import evaluate_runs as _evaluate_runs
+    from hopecli.eval.evaluate import evaluate_runs as _evaluate_runs
 
     return _evaluate_runs([Path(r) for r in runs], naive=Path(naive) if naive else None,
                           joint=Path(joint) if joint else None, figures=figures)

@@ -189,10 +189,10 @@ def _encoder_size(info: dict) -> str | None:
 
 
 def check_run(path: Path) -> CheckReport:
-    from hopecli.train.checkpoint import LATEST, STATE, WEIGHTS, load_state, load_weights
-    from hopecli.train.rundir import CHECKPOINTS, CONFIG, METRICS, RESULTS, SPLIT
-    from hopecli.train.runconfig import read_run_config
-    from hopecli.train.runfiles import check_state, read_latest, read_results, read_split
+    from hopecli.runs.checkpoint import LATEST, STATE, WEIGHTS, load_state, load_weights
+    from hopecli.runs.config import read_run_config
+    from hopecli.runs.files import check_state, read_latest, read_results, read_split
+    from hopecli.runs.folder import CHECKPOINTS, CONFIG, METRICS, RESULTS, SPLIT
 
     report = CheckReport(Path(path), "run")
     path = Path(path)

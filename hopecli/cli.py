@@ -13,10 +13,10 @@ import warnings
 
 import click
 
-from hopecli import __version__
 from hopecli.errors import HopeError, describe_os_error
 from hopecli.threads import prepare_environment
 from hopecli.train.interrupt import Terminated, exit_on_signals
+from hopecli.version import __version__
 
 # name -> module under hopecli.commands exposing `command`
 COMMANDS: dict[str, str] = {

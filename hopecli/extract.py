@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hopecli import __version__
 from hopecli.data.sidecar import Sidecar, load_sidecar, sidecar_path
 from hopecli.data.store import COMPRESSIONS, DEFAULT_COMPRESSION, ClipFeatures, FeatureStore
 from hopecli.data.video import Sampling, preprocess, probe_video, read_frames
 from hopecli.encoder import LoadedEncoder, load_encoder
 from hopecli.errors import InputError
+from hopecli.version import __version__
 
 TIME_MODES = ("tubelet", "frame")
 DEVICES = ("auto", "cpu", "cuda")

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from hopecli import __version__
 from hopecli.data.store import COMPRESSIONS, DEFAULT_COMPRESSION, ClipFeatures, FeatureStore
 from hopecli.errors import InputError, StoreMismatchError
 from hopecli.extract import Skipped, WriteResult
+from hopecli.version import __version__
 
 ACTION_MODES = ("first", "mean")
 CLIP_PREFIX = "clip_"

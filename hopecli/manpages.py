@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from hopecli import __version__
 from hopecli.cli import hope
 from hopecli.commands.help import HopeCommand
+from hopecli.version import __version__
 
 
 def _escape(text: str) -> str:

@@ -1,9 +1,9 @@
 """One rule for every "better than" the commands print: a paired test against the best baseline.
 
-`adapt` decides helped / hurt with a paired sign-flip test (adapt.sign_flip_p); rollout
-and plan use the same test here. A comparison is a set of paired values (the same
+The paired sign-flip test (`sign_flip_p`) decides: `adapt` judges helped / hurt by it,
+rollout and plan compare by it here. A comparison is a set of paired values (the same
 horizons of one rollout, the same patches of one predicted step): "better" / "worse" when
-the paired differences agree (p < adapt.SIGNIFICANCE) and the mean difference is larger
+the paired differences agree (p < SIGNIFICANCE) and the mean difference is larger
 than `tolerance` relative to the reference; otherwise "no clear difference". Rollout
 compares against the better of copy-last and context-mean, never just copy-last.
 """
@@ -16,6 +16,28 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 TOLERANCE = 1e-3  # relative differences below this are no difference, whatever the test says
+SIGNIFICANCE = 0.05  # a difference counts (better, worse, helped, hurt) when the paired test's p is below this
+EXACT_FLIPS = 16  # up to this many paired items the sign-flip test enumerates every flip
+
+
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """Two-sided p-value of a paired sign-flip test that per-step differences average zero.
+
+    Under "the method changes nothing" each step's difference (method - frozen) is as
+    likely negative as positive, so the observed mean is compared with the means of every
+    way of flipping the signs (exact up to EXACT_FLIPS steps, else 20,000 seeded random
+    flips). Few steps or differences that go both ways give a large p-value.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n = len(d)
+    if n == 0 or not np.any(d):
+        return 1.0
+    if n <= EXACT_FLIPS:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
+    else:
+        signs = np.random.default_rng(0).choice([-1, 1], size=(20_000, n))
+    means = np.abs((signs * d).mean(1))
+    return float(np.mean(means >= abs(d.mean()) * (1 - 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -41,8 +63,6 @@ class Comparison:
 def compare(values: Sequence[float], reference: Sequence[float], name: str,
             tolerance: float = TOLERANCE) -> Comparison:
     """Compare paired `values` with `reference` (lower is better) by the module's rule."""
-    from hopecli.adapt import SIGNIFICANCE, sign_flip_p
-
     v, r = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if v.shape != r.shape or v.size == 0:
         raise ValueError(f"paired values need equal non-empty shapes, got {v.shape} and {r.shape}")

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from hopecli.baselines import baseline_clip_errors, evaluate_baselines, relative_to, vs_copy
 from hopecli.cli import hope
 from hopecli.data.store import ClipFeatures, FeatureStore
-from hopecli.evaluate import evaluate_runs
+from hopecli.eval.evaluate import evaluate_runs
+from hopecli.runs.split import held_out
 from hopecli.train.config import TrainConfig
-from hopecli.train.continual import held_out, store_info
+from hopecli.train.continual import store_info
 from hopecli.train.validate import clip_errors
 
 torch.set_num_threads(1)

@@ -242,7 +242,7 @@ def test_sigterm_during_the_final_measurement_exits_143_and_resumes(fresh, monke
 
 
 def test_a_second_writer_of_a_run_is_refused_naming_the_holder(fresh):
-    from hopecli.train.rundir import run_lock
+    from hopecli.runs.folder import run_lock
 
     store, run = fresh
     with run_lock(run):  # as a `hope train --resume` of this run in progress would
@@ -285,7 +285,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_and_leaves_nothing(fresh, mon
 def test_a_failed_checkpoint_write_leaves_no_temporary_folder(fresh, monkeypatch):
     from tests.faults import ENOSPC, fails_with
 
-    from hopecli.train import checkpoint
+    from hopecli.runs import checkpoint
 
     store, run = fresh
     new = run.parent / "new"
@@ -366,18 +366,18 @@ def test_non_finite_rollout_actions_are_refused(fresh, tmp_path):
 def test_a_failed_atomic_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     from tests.faults import EROFS
 
-    from hopecli.train import rundir
+    from hopecli.runs import folder
 
     target = tmp_path / "results.json"
-    monkeypatch.setattr(rundir.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(EROFS, "ro", src)))
+    monkeypatch.setattr(folder.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(EROFS, "ro", src)))
     with pytest.raises(OSError) as raised:
-        rundir.write_json(target, {"a": 1})
+        folder.write_json(target, {"a": 1})
     assert raised.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_eval_of_a_run_it_cannot_write_shows_the_metrics_and_warns(fresh, monkeypatch):
-    from hopecli import evaluate
+    from hopecli.eval import evaluate
 
     _, run = fresh
     monkeypatch.setattr(evaluate, "save_figure", fails_with(EACCES, run / "eval.png"))

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from hopecli.rollout import RolloutResult
-from hopecli.verdict import best_baseline, compare
+from hopecli.verdict import best_baseline, compare, sign_flip_p
+
+
+def test_sign_flip_p_is_exact_for_few_steps():
+    assert sign_flip_p([-1.0] * 7) == pytest.approx(2 / 128)  # all 7 agree: 2 of the 128 flips are as extreme
+    assert sign_flip_p([-1.0, 1.0, -1.0, 1.0]) == 1.0  # no direction at all
+    assert sign_flip_p([0.0, 0.0]) == 1.0 and sign_flip_p([]) == 1.0
+    assert sign_flip_p([-1.0] * 5 + [0.5]) == pytest.approx(4 / 64)  # flips of the 0.5 step are as extreme too
+    assert sign_flip_p([-1.0] * 30) < 1e-3  # past 16 steps: seeded random flips
 
 
 def test_a_consistent_difference_is_better_or_worse():

@@ -11,7 +11,7 @@ from rich.table import Table
 from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import compile_option, run_source_options, threads_option
 from hopecli.console import err
-from hopecli.train.rundir import dumps_report
+from hopecli.runs.folder import dumps_report
 
 
 EXAMPLES = [
@@ -88,10 +88,11 @@ def command(run_dir, clips, store, index, weights, which, methods, cms_online, c
     error. Anything less is reported as "no clear change".
     """
     from hopecli.adapt import AdaptConfig, adapt, adapt_figure, load_state, save_state
+    from hopecli.clips import load_clips
     from hopecli.errors import StoreMismatchError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import load_clips, load_run
-    from hopecli.train.checkpoint import check_finite_weights, resolve_checkpoint
+    from hopecli.runs.checkpoint import check_finite_weights, resolve_checkpoint
+    from hopecli.runs.load import load_run
 
     if bool(clips) == (store is not None):
         raise click.UsageError("give --clip VIDEO (repeatable) or --store STORE --index I")

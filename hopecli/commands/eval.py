@@ -11,7 +11,7 @@ from rich.table import Table
 from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import compile_option, threads_option
 from hopecli.console import err
-from hopecli.train.rundir import dumps_report
+from hopecli.runs.folder import dumps_report
 
 STREAM_LABELS = {
     "stream_error": "Stream Error",
@@ -141,7 +141,7 @@ def _summary_table(runs: list[dict]) -> Table:
 
 
 def _interval_cell(entry: dict | None, percent: bool = False) -> str:
-    """0.0690 [0.0650, 0.0730]: a mean and its 95% interval (hopecli.intervals)."""
+    """0.0690 [0.0650, 0.0730]: a mean and its 95% interval (hopecli.eval.intervals)."""
     if entry is None:
         return "-"
     if entry["low"] is None:
@@ -295,7 +295,7 @@ def _probe_table(runs: list[dict]) -> Table | None:
 def _in_context_table(runs: list[dict]) -> Table | None:
     """Error per step index on a hidden-dynamics store: ceilings once per family and set of
     clips, then every run with its memories writing and frozen."""
-    from hopecli.incontext import CEILINGS, LABELS, gap_closed, summary
+    from hopecli.eval.incontext import CEILINGS, LABELS, gap_closed, summary
 
     with_curves = [r for r in runs if r.get("in_context")]
     if not with_curves:
@@ -424,7 +424,8 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
     Each run also gets RUN/eval.png: both heat maps, stream error and forgetting per
     experience, error vs rollout horizon. --json prints everything.
     """
-    from hopecli.evaluate import MIN_VAL_CLIPS, evaluate_runs, few_validation_clips
+    from hopecli.eval.evaluate import evaluate_runs
+    from hopecli.eval.report import MIN_VAL_CLIPS, few_validation_clips
 
     report = evaluate_runs(runs, naive=naive, joint=joint, horizon=horizon, store=store, out_figure=out_figure,
                            probe=probe)
@@ -457,7 +458,7 @@ def command(runs, naive, joint, horizon, store, out_figure, probe, details, as_j
 
 
 def _print_details(report: dict) -> None:
-    from hopecli.evaluate import ERROR_KINDS
+    from hopecli.eval.metrics import ERROR_KINDS
 
     for run in report["runs"]:
         for kind in ERROR_KINDS:

@@ -83,7 +83,7 @@ def command(presets, runs, batch_size, frames, input_dim, patches, action_dim, s
     from hopecli.errors import HopeError
     from hopecli.model import PRESETS, build_predictor, preset_config
     from hopecli.profile import ProfileConfig, profile_models
-    from hopecli.rollout import load_run
+    from hopecli.runs.load import load_run
 
     if not presets and not runs:
         raise click.UsageError("give at least one --preset or --run")

@@ -10,7 +10,7 @@ from rich.table import Table
 from hopecli.commands.help import HopeCommand
 from hopecli.commands.options import compile_option, run_source_options, threads_option
 from hopecli.console import err
-from hopecli.train.rundir import dumps_report
+from hopecli.runs.folder import dumps_report
 
 
 def _fmt(values) -> str:
@@ -88,9 +88,11 @@ def command(run_dir, clip, store, index, weights, which, context, actions_file, 
     """
     import numpy as np
 
+    from hopecli.clips import goal_frame, load_clips
     from hopecli.errors import InputError
     from hopecli.extract import resolve_device
-    from hopecli.rollout import goal_frame, load_clips, load_run, rollout_clip, rollout_figure, write_prediction
+    from hopecli.rollout import rollout_clip, rollout_figure, write_prediction
+    from hopecli.runs.load import load_run
 
     if (clip is None) == (store is None):
         raise click.UsageError("give --clip VIDEO or --store STORE --index I")
@@ -157,9 +159,9 @@ def _plan(run, model, state, clip, goal, weights, which, context, mpc_steps, sam
     import numpy as np
     import torch
 
+    from hopecli.clips import encode_goal, run_encoder
     from hopecli.errors import InputError
     from hopecli.plan import CEMConfig, plan_to_goal
-    from hopecli.rollout import encode_goal, run_encoder
 
     T = clip.features.shape[0]
     if context > T:

@@ -365,12 +365,12 @@ def command(store, run_dir, config_file, print_config, resume, preset, **kwargs)
     from hopecli.data.store import FeatureStore
     from hopecli.errors import HopeError
     from hopecli.model.presets import preset_config
+    from hopecli.runs.config import read_run_config
+    from hopecli.runs.seeds import read_seeds, seed_runs
     from hopecli.train.continual import train
     from hopecli.train.data import clip_shape
     from hopecli.train.distributed import init_from_env, resolve_device, shutdown
     from hopecli.train.interrupt import TrainingInterrupted
-    from hopecli.train.runconfig import read_run_config
-    from hopecli.train.seeds import read_seeds, seed_runs
 
     ctx = click.get_current_context()
     seeds = kwargs.pop("seeds")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hopecli.errors import HopeError
+from hopecli.version import __version__
 
 FAMILIES = ("linear", "nonlinear", "heldout")
 TRAIN_FAMILIES = ("linear", "nonlinear")
@@ -172,8 +173,6 @@ def oracle_next(cfg: DynamicsConfig, name: str, features: np.ndarray, actions: n
 
 def store_attrs(cfg: DynamicsConfig) -> dict:
     side = math.isqrt(cfg.patches)
-    from hopecli import __version__
-
     return {
         "hope_version": __version__,
         "encoder": {"name": "synthetic:hidden-dynamics", "config": {"embed_dim": cfg.dim},

@@ -22,28 +22,29 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hopecli import __version__
 from hopecli.console import err
 from hopecli.errors import CheckpointError, HopeError, StoreMismatchError
 from hopecli.model import Predictor, PredictorConfig
 from hopecli.model.memory import SelfModifyingTitan
 from hopecli.model.memory import compiled
 from hopecli.model.memory.compiled import compile_mode, wants_compile
+from hopecli.runs.checkpoint import (STATE, latest_checkpoint, load_state, load_weights, resolve_checkpoint,
+                                    save_checkpoint)
+from hopecli.runs.config import read_run_config
+from hopecli.runs.files import check_state, read_split
+from hopecli.runs.folder import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
+from hopecli.runs.split import held_out, protocol_tasks
 from hopecli.train import numerics
-from hopecli.train.checkpoint import (STATE, latest_checkpoint, load_state, load_weights, resolve_checkpoint,
-                                     save_checkpoint)
 from hopecli.train.config import TrainConfig
-from hopecli.train.data import BatchPlan, Split, clip_shape, reservoir, split_clips, split_last
+from hopecli.train.data import BatchPlan, clip_shape, reservoir
 from hopecli.train.distributed import World, all_max, barrier, init_from_env
 from hopecli.train.interrupt import TrainingInterrupted, stop_on_signals
 from hopecli.train.loop import Experience, Reporter, train_experience
 from hopecli.train.losses import WorldModelObjective
 from hopecli.train.optim import build_optimizer, check_covers
-from hopecli.train.rundir import CONFIG, METRICS, RESULTS, SPLIT, MetricsLog, run_lock, write_json
-from hopecli.train.runconfig import read_run_config
-from hopecli.train.runfiles import check_state, read_split
 from hopecli.train.runlog import RunLog, learning_curve
 from hopecli.train.validate import evaluate_clips
+from hopecli.version import __version__
 
 ERRORS = ("teacher_forcing", "jump")
 RESUME_FREE = ("device",)  # config fields a resumed run may change (a checkpoint is device-free)
@@ -81,28 +82,6 @@ class Protocol:
     val: dict[str, list[int]]
     first_trained: list[int]  # per column: the row of the experience that first trains it
     train: dict[str, list[int]] = field(default_factory=dict)  # training clips per partition
-
-
-def protocol_tasks(store, cfg: TrainConfig) -> list[str]:
-    """The run's partitions in column order: the base task (if any), then cfg.tasks or every
-    other label of the store."""
-    available = store.task_names()
-    tasks = list(cfg.tasks) if cfg.tasks is not None else [t for t in available if t != cfg.base_task]
-    parts = ([cfg.base_task] if cfg.base_task is not None else []) + tasks
-    unknown = [t for t in parts if t not in available]
-    if unknown:
-        raise HopeError(f"{store.path}: no clips with task label(s) {unknown!r}; the store has {available!r}")
-    if not tasks:
-        raise HopeError(f"{store.path}: no task to learn after the base task {cfg.base_task!r}; "
-                        f"the store has {available!r}")
-    return parts
-
-
-def held_out(store, parts: list[str], cfg: TrainConfig) -> Split:
-    """Training and validation clips of every partition (TrainConfig: val_clips or val_fraction)."""
-    if cfg.val_clips is not None:
-        return split_last(store, parts, cfg.val_clips)
-    return split_clips(store, parts, cfg.val_fraction, cfg.seed)
 
 
 def plan_protocol(store, cfg: TrainConfig, world: World) -> Protocol:

@@ -1,4 +1,5 @@
-"""Clips for training: the train/validation split, batch order, replay, reading by index.
+"""Clips for training: batch order, replay, reading by index (the train/validation split:
+hopecli.runs.split).
 
 Nothing here holds features in memory beyond the batch being read: batches are read from
 the Zarr store by index (one chunk per clip, several clips at once in reader threads), the
@@ -10,93 +11,20 @@ takes its own slice of it.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from hopecli.errors import HopeError
-
-
-def _rng(*key: int | str) -> np.random.Generator:
-    """A generator seeded by a tuple of ints and strings (strings hashed with crc32)."""
-    return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(k.encode()) for k in key])
+from hopecli.runs.split import seeded_rng
 
 
 def clip_shape(store) -> tuple[int, int, int]:
     """(T, P, D) of the store's clips."""
     _, T, P, D = store.group["features"].shape
     return T, P, D
-
-
-def source_clip(clip_id: str) -> str:
-    """The video a store entry came from: the clip id without its window suffix ("#k")."""
-    return clip_id.rsplit("#", 1)[0]
-
-
-@dataclass
-class Split:
-    """Store indices per task label, training and held-out validation (sorted)."""
-
-    train: dict[str, list[int]]
-    val: dict[str, list[int]]
-
-
-def _videos(store, task: str) -> dict[str, list[int]]:
-    """The store indices of a task's done clips grouped by source video, in store order."""
-    clip_ids = store.clips
-    groups: dict[str, list[int]] = {}
-    for i in store.indices([task]):
-        groups.setdefault(source_clip(clip_ids[i]), []).append(i)
-    return groups
-
-
-def split_clips(store, tasks: Sequence[str], val_fraction: float, seed: int) -> Split:
-    """Hold out a fixed fraction (at least one) of every task's videos for validation.
-
-    Windows of the same video stay on the same side. The choice depends on the seed and the
-    task label only, so runs with other task orders or strategies validate on the same clips.
-    """
-    train: dict[str, list[int]] = {}
-    val: dict[str, list[int]] = {}
-    for task in tasks:
-        groups = _videos(store, task)
-        names = sorted(groups)
-        if len(names) < 2:
-            raise HopeError(
-                f"{store.path}: task {task!r} has {len(names)} finished clip(s); "
-                "need at least 2 to hold one out for validation"
-            )
-        order = _rng(seed, "split", task).permutation(len(names))
-        n_val = min(len(names) - 1, max(1, round(val_fraction * len(names))))
-        val[task] = sorted(i for k in order[:n_val] for i in groups[names[k]])
-        train[task] = sorted(i for k in order[n_val:] for i in groups[names[k]])
-    return Split(train=train, val=val)
-
-
-def split_last(store, tasks: Sequence[str], count: int) -> Split:
-    """Hold out the last `count` videos of every task, in store order (the seeds' protocol:
-    the last clips of each partition's clip range; an import keeps clip-number order).
-
-    A video's windows stay together, so `count` counts videos; with one window per video,
-    as in an import, it counts clips.
-    """
-    train: dict[str, list[int]] = {}
-    val: dict[str, list[int]] = {}
-    for task in tasks:
-        groups = list(_videos(store, task).values())
-        if len(groups) <= count:
-            raise HopeError(
-                f"{store.path}: task {task!r} has {len(groups)} finished clip(s); holding out the "
-                f"last {count} for validation leaves none to train on"
-            )
-        train[task] = sorted(i for g in groups[:-count] for i in g)
-        val[task] = sorted(i for g in groups[-count:] for i in g)
-    return Split(train=train, val=val)
 
 
 def epoch_order(indices: Sequence[int], count: int, start: int, *key: int | str) -> list[int]:
@@ -106,7 +34,7 @@ def epoch_order(indices: Sequence[int], count: int, start: int, *key: int | str)
     pos = start
     while len(out) < count:
         epoch, offset = divmod(pos, n)
-        perm = _rng(*key, epoch).permutation(n)
+        perm = seeded_rng(*key, epoch).permutation(n)
         take = min(count - len(out), n - offset)
         out += [indices[k] for k in perm[offset : offset + take]]
         pos += take
@@ -115,7 +43,7 @@ def epoch_order(indices: Sequence[int], count: int, start: int, *key: int | str)
 
 def reservoir(streams: Sequence[Sequence[int]], capacity: int, seed: int) -> list[int]:
     """Reservoir sample (Algorithm R) of `capacity` items from the streams in order."""
-    rng = _rng(seed, "replay")
+    rng = seeded_rng(seed, "replay")
     buffer: list[int] = []
     seen = 0
     for stream in streams:
@@ -155,7 +83,7 @@ class BatchPlan:
 
     def jump_targets(self, step: int, taus: range) -> list[int]:
         """A tau drawn uniformly from `taus` (losses.jump_range) for every clip of the batch."""
-        return _rng(self.seed, self.stream, "tau", step).integers(taus.start, taus.stop, self.batch_size).tolist()
+        return seeded_rng(self.seed, self.stream, "tau", step).integers(taus.start, taus.stop, self.batch_size).tolist()
 
 
 @dataclass

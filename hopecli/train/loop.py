@@ -22,13 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from hopecli.console import err, progress_bars
 from hopecli.errors import HopeError
+from hopecli.runs.folder import MetricsLog
 from hopecli.train.config import TrainConfig
 from hopecli.train.data import BatchPlan, prefetch
 from hopecli.train.distributed import World, all_max, all_sum, autocast
 from hopecli.train.interrupt import StopRequest, TrainingInterrupted
 from hopecli.train.losses import jump_range
 from hopecli.train.optim import lr_factor, optimizer_step
-from hopecli.train.rundir import MetricsLog
 
 
 class TrainingDiverged(HopeError):

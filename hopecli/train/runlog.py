@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hopecli.train.rundir import METRICS, MetricsLog, atomic_write
+from hopecli.runs.folder import METRICS, MetricsLog, atomic_write
 
 LOSS_PNG = "loss.png"
 NOT_SCALARS = ("kind", "step", "experience", "name", "exp_step")

@@ -12,10 +12,10 @@ from hopecli.data.store import FeatureStore
 from hopecli.data.synth import PushConfig, simulate_push, write_clip
 from hopecli.extract import ExtractConfig, extract
 from hopecli.model import Predictor, preset_config
-from hopecli.train.checkpoint import save_checkpoint
+from hopecli.runs.checkpoint import save_checkpoint
+from hopecli.runs.folder import write_json
 from hopecli.train.config import TrainConfig
 from hopecli.train.continual import store_info
-from hopecli.train.rundir import write_json
 
 # a shared 2-core machine: more intra-op threads only add contention for these sizes
 torch.set_num_threads(1)

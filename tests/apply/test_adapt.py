@@ -28,10 +28,12 @@ from hopecli.adapt import (
     with_state,
 )
 from hopecli.cli import hope
+from hopecli.clips import clip_from_store
 from hopecli.errors import CheckpointError
 from hopecli.model import PredictorState
 from hopecli.model.memory import TitanState
-from hopecli.rollout import clip_from_store, load_run, rollout_clip
+from hopecli.rollout import rollout_clip
+from hopecli.runs.load import load_run
 from hopecli.train.losses import l1_per_clip, normalize_features
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from hopecli.adapt import BASELINE, BASELINE_FROZEN, FROZEN, AdaptConfig, AdaptReport, StepError, sign_flip_p
+from hopecli.adapt import BASELINE, BASELINE_FROZEN, FROZEN, AdaptConfig, AdaptReport, StepError
 from hopecli.cli import hope
 
 FROZEN_ERRORS = [0.063, 0.062, 0.055, 0.058, 0.061, 0.067, 0.058]
@@ -20,14 +20,6 @@ def _report(method: list[float], baseline: tuple[list[float], list[float]] | Non
             errors[BASELINE_FROZEN], errors[BASELINE] = baseline[0][t], baseline[1][t]
         report.steps.append(StepError("clip.mp4#0", t + 1, errors))
     return report
-
-
-def test_sign_flip_p_is_exact_for_few_steps():
-    assert sign_flip_p([-1.0] * 7) == pytest.approx(2 / 128)  # all 7 agree: 2 of the 128 flips are as extreme
-    assert sign_flip_p([-1.0, 1.0, -1.0, 1.0]) == 1.0  # no direction at all
-    assert sign_flip_p([0.0, 0.0]) == 1.0 and sign_flip_p([]) == 1.0
-    assert sign_flip_p([-1.0] * 5 + [0.5]) == pytest.approx(4 / 64)  # flips of the 0.5 step are as extreme too
-    assert sign_flip_p([-1.0] * 30) < 1e-3  # past 16 steps: seeded random flips
 
 
 def test_helped_needs_agreeing_steps_and_more_than_the_spread():

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hopecli.clips import clip_from_store
 from hopecli.errors import InputError
 from hopecli.plan import CEMConfig, cem, goal_energy, plan_to_goal, rollout_energy
-from hopecli.rollout import clip_from_store, load_run
+from hopecli.runs.load import load_run
 from hopecli.train.losses import normalize_features
 
 

@@ -12,8 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from hopecli.cli import hope
+from hopecli.clips import clip_from_store
 from hopecli.plan import rollout_energy, sequence_energies
-from hopecli.rollout import clip_from_store, load_run
+from hopecli.runs.load import load_run
 
 
 def test_sequence_energies_are_the_planners_energies(runs, store_path):

@@ -1,5 +1,5 @@
 """hope rollout: carried state equals recomputing the context, errors per horizon against
-the true steps, video clips encoded as the store was, outputs and the CLI."""
+the true steps, outputs and the CLI (video clips encoded as the store was: test_clips.py)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,12 @@ import torch
 from click.testing import CliRunner
 
 from hopecli.cli import hope
-from hopecli.errors import InputError, StoreMismatchError
-from hopecli.rollout import (
-    clip_from_store,
-    clip_from_video,
-    load_run,
-    next_states,
-    rollout,
-    rollout_clip,
-    rollout_figure,
-    run_encoder,
-    write_prediction,
-)
+from hopecli.clips import clip_from_store
+from hopecli.errors import InputError
+from hopecli.rollout import next_states, rollout, rollout_clip, rollout_figure, write_prediction
+from hopecli.runs.load import load_run
 from hopecli.train.losses import normalize_features
 from hopecli.train.losses import rollout as recomputed_rollout
-from hopecli.train.rundir import read_json, write_json
 
 PRESETS = ("hope_tiny", "vit_tiny", "hybrid_tiny")
 
@@ -99,36 +90,6 @@ def test_rollout_longer_than_max_frames_is_refused(runs, store_path):
     clip = clip_from_store(store_path, 0, run)
     with pytest.raises(InputError, match="exceeds the run's max_frames 32"):
         rollout_clip(run.model, clip, 1, actions=np.zeros((40, 2), np.float32))
-
-
-def test_video_clip_is_encoded_as_the_store_was(runs, store_path, clips_dir):
-    run = load_run(runs["hope_tiny"])
-    windows = clip_from_video(clips_dir / "clip0.mp4", run, run_encoder(run))
-    store_clips = [clip_from_store(store_path, i, run) for i in range(4)]
-    stored = {c.name.rpartition("/")[2]: c for c in store_clips}
-    assert [w.name for w in windows] == ["clip0.mp4#0", "clip0.mp4#1"]
-    for w in windows:
-        np.testing.assert_allclose(w.features, stored[w.name].features, atol=2e-3)  # store is float16
-        np.testing.assert_array_equal(w.actions, stored[w.name].actions)
-        np.testing.assert_array_equal(w.frames, stored[w.name].frames)
-    assert windows[1].frames.tolist() == [8, 10, 12, 14]
-
-
-def test_weights_are_required_and_checked_for_a_real_encoder(runs, tmp_path):
-    config = read_json(runs["vit_tiny"] / "config.json")
-    config["store"]["encoder"] = {"name": "vjepa2-large", "checksum": "ab" * 32, "config": {}}
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "checkpoints").symlink_to(runs["vit_tiny"] / "checkpoints")
-    write_json(run_dir / "config.json", config)
-    run = load_run(run_dir)
-    with pytest.raises(InputError, match="pass those weights with --weights"):
-        run_encoder(run)
-    from hopecli.encoder import load_encoder, save_encoder
-
-    weights = save_encoder(load_encoder().model, tmp_path / "enc.safetensors")
-    with pytest.raises(StoreMismatchError, match="is not the one the run"):
-        run_encoder(run, weights)
 
 
 def test_outputs_png_npy_and_zarr(runs, store_path, tmp_path):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from hopecli.cli import hope
 from hopecli.commands import train as train_cmd
-from hopecli.evaluate import METRIC_KEYS
+from hopecli.eval.metrics import METRIC_KEYS
 from hopecli.model.config import PredictorConfig
 from hopecli.model.memory.config import TitanConfig
 from hopecli.train.config import TrainConfig
@@ -148,7 +148,7 @@ def test_a_run_from_before_the_exact_write_rule_warns_when_loaded(store_path, tm
     a run trained now, and a ViT run, load silently."""
     import warnings
 
-    from hopecli.train.checkpoint import StaleRunWarning, load_model
+    from hopecli.runs.checkpoint import StaleRunWarning, load_model
 
     runs = {}
     for name, preset in (("hope", "hope_tiny"), ("vit", "vit_tiny")):

@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from hopecli.data.store import FeatureStore
 from hopecli.model.presets import preset_config
+from hopecli.runs.folder import MetricsLog
 from hopecli.train.config import TrainConfig
 from hopecli.train.continual import train
-from hopecli.train.rundir import MetricsLog
 
 ARGS = ["--preset", "hybrid_tiny", "--steps", "2", "--batch-size", "4", "--horizon", "1", "--log-every", "1"]
 

@@ -15,8 +15,8 @@ from hopecli.commands.train import EXAMPLES
 from hopecli.data.store import FeatureStore
 from hopecli.model.memory import chunked, compiled
 from hopecli.model.memory.compiled import CompiledStep, set_compile
-from hopecli.train.continual import held_out, protocol_tasks
-from hopecli.train.runconfig import read_run_config
+from hopecli.runs.config import read_run_config
+from hopecli.runs.split import held_out, protocol_tasks
 from .conftest import make_store
 
 SAMPLE_CLIPS_PER_TASK = 14  # sample_data/: 14 clips of each friction (sample_data/README.md)

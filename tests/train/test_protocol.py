@@ -9,7 +9,7 @@ import torch
 
 from hopecli.data.store import FeatureStore
 from hopecli.errors import HopeError
-from hopecli.evaluate import run_metrics
+from hopecli.eval.metrics import run_metrics
 from hopecli.model.presets import preset_config
 from hopecli.train.config import TrainConfig
 from hopecli.train.continual import plan_protocol, train

@@ -52,11 +52,11 @@ def test_resume_on_another_device(store_path, tmp_path):
 def test_resume_before_the_first_checkpoint_logs_the_initial_evaluation_once(store_path, tmp_path, monkeypatch):
     from hopecli.data.store import FeatureStore
     from hopecli.model.presets import preset_config
+    from hopecli.runs.checkpoint import latest_checkpoint
+    from hopecli.runs.folder import MetricsLog
     from hopecli.train import loop
-    from hopecli.train.checkpoint import latest_checkpoint
     from hopecli.train.config import TrainConfig
     from hopecli.train.continual import train
-    from hopecli.train.rundir import MetricsLog
 
     store = FeatureStore.open(store_path)
     model_cfg = preset_config("vit_tiny", input_dim=16, action_dim=2, state_dim=2, patches_per_step=4)
@@ -200,8 +200,8 @@ def test_signal_checkpoints_the_step_reached_and_resume_continues_exactly(uninte
 
     from safetensors.torch import load_file
 
-    from hopecli.train.checkpoint import latest_checkpoint
-    from hopecli.train.rundir import MetricsLog
+    from hopecli.runs.checkpoint import latest_checkpoint
+    from hopecli.runs.folder import MetricsLog
 
     store, full = uninterrupted
     run, marker, go = tmp_path / "run", tmp_path / "marker", tmp_path / "go"

@@ -11,13 +11,13 @@ from safetensors.torch import load_file
 from hopecli.data.store import FeatureStore
 from hopecli.errors import HopeError
 from hopecli.model.presets import preset_config
+from hopecli.runs.checkpoint import latest_checkpoint, load_model, load_state, resolve_checkpoint
+from hopecli.runs.folder import MetricsLog
 from hopecli.train import loop
-from hopecli.train.checkpoint import latest_checkpoint, load_model, load_state, resolve_checkpoint
 from hopecli.train.config import TrainConfig
 from hopecli.train.continual import train
 from hopecli.train.loop import TrainingDiverged
 from hopecli.train.optim import OptimConfig
-from hopecli.train.rundir import MetricsLog
 
 
 def _model_cfg(preset, **overrides):

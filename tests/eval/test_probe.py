@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from hopecli.cli import hope
 from hopecli.data.synth import synth_clips
-from hopecli.probe import fit_probe, position_error, ridge
+from hopecli.eval.probe import fit_probe, position_error, ridge
 
 torch.set_num_threads(1)
 

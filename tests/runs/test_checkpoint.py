@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from hopecli.errors import CheckpointError, HopeError
-from hopecli.train import checkpoint as ckpt
-from hopecli.train.rundir import MetricsLog
+from hopecli.runs import checkpoint as ckpt
+from hopecli.runs.folder import MetricsLog
 
 
 def test_round_trip_and_latest_pointer(tmp_path):

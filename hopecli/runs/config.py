@@ -19,8 +19,8 @@ from typing import Any
 
 from hopecli.errors import HopeError
 from hopecli.model import PredictorConfig
+from hopecli.runs.folder import CONFIG, read_json
 from hopecli.train.config import TrainConfig
-from hopecli.train.rundir import CONFIG, read_json
 
 # the `store` section: field -> type hint of its JSON value (store_info in continual.py)
 STORE_FIELDS: dict[str, Any] = {

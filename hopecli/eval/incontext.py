@@ -133,8 +133,8 @@ def in_context_report(run_dir: Path, store_path: Path | None = None, device: str
     hidden-dynamics store). Families the run trained on are scored on its validation
     clips, the others (the held-out family) on all their clips."""
     from hopecli.data.dynamics import store_dynamics
-    from hopecli.evaluate import run_split
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
+    from hopecli.runs.split import run_split
     from hopecli.train.distributed import resolve_device
 
     store, cfg, tasks, split = run_split(run_dir, store_path)
@@ -170,50 +170,3 @@ def gap_closed(family: dict, name: str) -> float | None:
     s = summary(family)
     gap = s["no_context"] - s["in_context_ls"]
     return None if gap <= 0 else (s["no_context"] - s[name]) / gap
-
-
-RUN_COLORS = ("tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-CEILING_STYLES = {"copy": ("0.55", ":"), "no_context": ("tab:orange", "--"),
-                  "in_context_ls": ("tab:green", "--"), "oracle": ("black", "-.")}
-
-
-def save_in_context_figure(runs: Sequence[dict], path: Path) -> None:
-    """One panel per family: error against the step index, ceilings dashed (from the first
-    run's clips), every run solid (memories writing) and faint (frozen)."""
-    from hopecli.evaluate import _pyplot
-
-    plt = _pyplot()
-    families = list(dict.fromkeys(f for r in runs for f in r["in_context"]["families"]))
-    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.6), squeeze=False)
-    colors = RUN_COLORS
-    for ax, family in zip(axes[0], families):
-        first = next(r for r in runs if family in r["in_context"]["families"])
-        steps = first["in_context"]["steps"]
-        curves = first["in_context"]["families"][family]["curves"]
-        for name in CEILINGS:
-            color, style = CEILING_STYLES[name]
-            ax.plot(steps, curves[name], style, color=color, label=LABELS[name])
-        for k, run in enumerate(runs):
-            entry = run["in_context"]["families"].get(family)
-            if entry is None:
-                continue
-            color = colors[k % len(colors)]
-            label = Path(run["run"]).name
-            ax.plot(steps, entry["curves"]["model"], "o-", color=color, label=label, markersize=3)
-            if "frozen" in entry["curves"]:
-                ax.plot(steps, entry["curves"]["frozen"], "-", color=color, alpha=0.35, label=f"{label}, frozen")
-        trained = "trained on" if first["in_context"]["families"][family]["trained"] else "held out"
-        ax.set_title(f"{family} ({trained})", fontsize=10)
-        ax.set_xlabel("step predicted (context: the steps before it)")
-        ax.set_ylabel("L1 error (layer-normed)")
-        ax.set_ylim(bottom=0)
-        ax.set_xticks(steps)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    columns = min(len(labels), 5)
-    rows = -(-len(labels) // columns)
-    fig.set_figheight(3.6 + 0.22 * rows)
-    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, (0.25 * rows + 0.1) / fig.get_figheight(), 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

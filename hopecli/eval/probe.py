@@ -163,8 +163,8 @@ def probe_report(run_dir, steps: int, store_path=None, device: str = "auto") -> 
     validation clips: on the true features of the target step (the probe's ceiling), on
     the copy-last baseline (step 0) and on the model's autoregressive rollout from step 0
     (the `hope eval` horizons). None when the run's store has no object states."""
-    from hopecli.evaluate import run_split
-    from hopecli.train.checkpoint import load_model
+    from hopecli.runs.checkpoint import load_model
+    from hopecli.runs.split import run_split
     from hopecli.train.distributed import resolve_device
     from hopecli.train.losses import normalize_features, rollout
 

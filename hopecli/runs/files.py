@@ -1,4 +1,4 @@
-"""Typed readers of a run folder's files besides config.json (that one: runconfig.py).
+"""Typed readers of a run folder's files besides config.json (that one: hopecli.runs.config).
 
 `checkpoints/latest.json`, a checkpoint's `state.pt`, `results.json` and `split.json` are
 checked against their schema when read, so a damaged or hand-edited file is one
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hopecli.errors import RunFileError
-from hopecli.train.rundir import read_json
+from hopecli.errors import HopeError, RunFileError
+from hopecli.runs.folder import RESULTS, read_json
 
 ERROR_KINDS = ("teacher_forcing", "jump")
 PROGRESS_INTS = ("experience", "step", "global_step")
@@ -170,6 +170,15 @@ def parse_results(data: Any) -> dict:
 
 def read_results(path: Path) -> dict:
     return _checked(path, parse_results)
+
+
+def load_results(run_dir: Path) -> dict:
+    """RUN/results.json (HopeError when the run has none yet, RunFileError naming the field
+    of a damaged one)."""
+    path = Path(run_dir) / RESULTS
+    if not path.exists():
+        raise HopeError(f"{run_dir}: no {RESULTS}; is it a `hope train` run folder that finished an experience?")
+    return read_results(path)
 
 
 # -- split.json ------------------------------------------------------------------------

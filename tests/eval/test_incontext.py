@@ -14,7 +14,7 @@ from hopecli.data.dynamics import (
     DynamicsConfig, action_map, hidden_numbers, simulate, transition, write_dynamics_store,
 )
 from hopecli.data.store import FeatureStore
-from hopecli.incontext import RIDGE, ceiling_curves
+from hopecli.eval.incontext import RIDGE, ceiling_curves
 
 SMALL = DynamicsConfig(dim=8, patches=9, steps=5, hidden=2, noise=0.0, seed=3)
 

@@ -8,7 +8,7 @@ RUN/
   results.json      error matrices R (teacher forcing, jump) and per-horizon errors
   events.out.tfevents.*  the scalars of metrics.jsonl for TensorBoard (hopecli.train.runlog)
   loss.png          learning curve, drawn when training ends
-  checkpoints/      see hopecli.train.checkpoint
+  checkpoints/      see hopecli.runs.checkpoint
 ```
 
 Every file is written whole to a temporary name and moved into place with os.replace, so a

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hopecli.train.rundir import CONFIG, read_json
+from hopecli.runs.folder import CONFIG, read_json
 
 DRAWS = 2000
 LEVEL = 0.95
@@ -63,7 +63,7 @@ def short_names(runs: Sequence[str | Path]) -> list[str]:
     """The shortest trailing parts of each path that tell the runs apart: a/vit_naive and
     b/vit_naive print as such, not as two vit_naive rows. A seed run of a seeds folder is
     named by that folder (told apart the same way) and its own name: vit/seed0."""
-    from hopecli.train.seeds import SEEDS
+    from hopecli.runs.seeds import SEEDS
 
     paths = [Path(r).resolve() for r in runs]
     seeded = [(p.parent / SEEDS).is_file() for p in paths]
@@ -224,7 +224,7 @@ def budget_differences(results: dict[str, dict], val_names: dict[str, dict] | No
 
 def validation_names(run: Path) -> dict | None:
     """The validation clips of a run by partition (split.json), None when it has none."""
-    from hopecli.train.rundir import SPLIT
+    from hopecli.runs.folder import SPLIT
 
     path = Path(run) / SPLIT
     return read_json(path).get("val") if path.is_file() else None

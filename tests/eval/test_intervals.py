@@ -1,4 +1,4 @@
-"""Intervals over seeds and clips (hopecli.intervals): each one brackets what it should and
+"""Intervals over seeds and clips (hopecli.eval.intervals): each one brackets what it should and
 says "within noise" exactly when it is."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hopecli import intervals
+from hopecli.eval import intervals
 
 
 def _results(clips: dict[str, list[float]], steps: int = 10, R_extra: list | None = None) -> dict:
@@ -22,7 +22,7 @@ def _results(clips: dict[str, list[float]], steps: int = 10, R_extra: list | Non
 
 
 def _metrics(results: dict) -> dict:
-    from hopecli.evaluate import run_metrics
+    from hopecli.eval.metrics import run_metrics
 
     return run_metrics(results)
 

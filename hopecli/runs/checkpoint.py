@@ -28,8 +28,8 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from hopecli.errors import CheckpointError, HopeError, check_free_space
-from hopecli.train.rundir import CHECKPOINTS, file_mode, write_json
-from hopecli.train.runfiles import read_latest
+from hopecli.runs.files import read_latest
+from hopecli.runs.folder import CHECKPOINTS, file_mode, write_json
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -147,7 +147,7 @@ def load_model(run_dir: Path, checkpoint: str | None = None, device: str | torch
     folder under RUN/checkpoints (default: the latest, i.e. the final one of a finished run).
     """
     from hopecli.model import Predictor
-    from hopecli.train.runconfig import read_run_config
+    from hopecli.runs.config import read_run_config
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)  # HopeError naming the file and the field if damaged
