@@ -25,7 +25,7 @@ man: $(STAMP)
 # sample clips -> extract -> train (ViT naive + joint, HOPE and hybrid naive, CPU-sized presets,
 # 2 seeds each) -> eval (mean and 95% interval over seeds) -> test-time adaptation on the
 # held-out friction clip -> a rollout picture -> a plan -> profile, then make demo-icl.
-# The ViT runs use 5 blocks so that they match hope_tiny's parameter count (196,800 vs 197,632).
+# The ViT runs use 5 blocks so that they match hope_tiny's parameter count (196,800 vs 198,400).
 DEMO ?= demo_out
 HOPE := $(VENV)/bin/hope
 DEMO_TASKS ?= low,mid,high

@@ -17,7 +17,8 @@ block holds "$ command" (wrapped as a user would type it) and those lines.
                                               demo's runs (make demo-record records it)
 
 tests/test_readme.py runs the check, and also checks that every measured number the tour's
-prose quotes (a decimal or a percentage) appears in the log.
+prose quotes (a decimal or a percentage) appears in the log; so must the numbers of regions
+elsewhere marked "<!-- numbers from the record -->" ... "<!-- end of numbers from the record -->".
 """
 
 from __future__ import annotations
@@ -135,11 +136,15 @@ def differences(readme: str, record: list[Entry]) -> list[str]:
     return wrong
 
 
+REGION = re.compile(r"<!-- numbers from the record -->(.*?)<!-- end of numbers from the record -->", re.S)
+
+
 def tour(readme: str) -> str:
-    """The tour's section of the README."""
+    """The README's text that quotes the record: the tour's section, and regions elsewhere
+    between "<!-- numbers from the record -->" and "<!-- end of numbers from the record -->"."""
     start = readme.index(TOUR[0])
     end = readme.find("\n" + TOUR[1], start + len(TOUR[0]))
-    return readme[start:end if end > 0 else len(readme)]
+    return "\n".join([readme[start:end if end > 0 else len(readme)], *REGION.findall(readme)])
 
 
 def prose(text: str) -> str:
@@ -148,7 +153,7 @@ def prose(text: str) -> str:
     return "\n".join(part for i, part in enumerate(re.split(r"^```.*$", text, flags=re.M)) if i % 2 == 0)
 
 
-NUMBER = re.compile(r"(?<![\w.\-+])[-+]?(\d[\d,]*\.\d+%?|\d+%)")
+NUMBER = re.compile(r"(?<![\w.])[-+]?(\d[\d,]*\.\d+%?|\d+%)")
 
 
 def quoted_numbers(text: str) -> list[str]:
