@@ -20,6 +20,12 @@ SIGNIFICANCE = 0.05  # a difference counts (better, worse, helped, hurt) when th
 EXACT_FLIPS = 16  # up to this many paired items the sign-flip test enumerates every flip
 
 
+def percent(relative: float) -> str:
+    """A relative difference in percent with 3 significant digits and its sign, so that a
+    difference of 0.007% does not print as "-0.0%"."""
+    return f"{100 * relative:+.3g}%"
+
+
 def sign_flip_p(differences: Sequence[float]) -> float:
     """Two-sided p-value of a paired sign-flip test that per-step differences average zero.
 
@@ -50,11 +56,19 @@ class Comparison:
     items: int
     outcome: str  # "better", "worse" or "no clear difference"
 
+    @property
+    def percent(self) -> str:
+        """The relative difference with 3 significant digits: "-3.91%", "-0.00736%"."""
+        return percent(self.relative)
+
+    def test(self, unit: str) -> str:
+        """e.g. "paired sign-flip test over 5 horizons, p = 0.31"; `unit` names the paired items."""
+        return f"paired sign-flip test over {self.items} {unit}, p = {self.p_value:.2g}"
+
     def sentence(self, unit: str) -> str:
-        """e.g. "-3.9% vs context-mean: no clear difference (paired sign-flip test over 5
-        horizons, p = 0.31)"; `unit` names the paired items."""
-        return (f"{100 * self.relative:+.1f}% vs {self.reference}: {self.outcome} "
-                f"(paired sign-flip test over {self.items} {unit}, p = {self.p_value:.2g})")
+        """e.g. "-3.91% vs context-mean: no clear difference (paired sign-flip test over 5
+        horizons, p = 0.31)"."""
+        return f"{self.percent} vs {self.reference}: {self.outcome} ({self.test(unit)})"
 
     def to_dict(self) -> dict:
         return asdict(self)

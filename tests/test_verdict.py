@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hopecli.rollout import RolloutResult
-from hopecli.verdict import best_baseline, compare, sign_flip_p
+from hopecli.verdict import best_baseline, compare, percent, sign_flip_p
 
 
 def test_sign_flip_p_is_exact_for_few_steps():
@@ -36,8 +36,12 @@ def test_a_tiny_consistent_difference_is_under_the_tolerance():
     ref = np.full(64, 0.3)
     c = compare(ref - 3e-5, ref, "zero actions")
     assert c.p_value < 0.05 and c.outcome == "no clear difference"
-    assert c.sentence("patches") == ("-0.0% vs zero actions: no clear difference (paired sign-flip test "
+    assert c.sentence("patches") == ("-0.01% vs zero actions: no clear difference (paired sign-flip test "
                                      f"over 64 patches, p = {c.p_value:.2g})")
+
+
+def test_percent_keeps_three_significant_digits():
+    assert [percent(x) for x in (-0.0391, 0.0114, -7.36e-5, 0.0)] == ["-3.91%", "+1.14%", "-0.00736%", "+0%"]
 
 
 def test_rollout_is_compared_with_the_better_baseline():

@@ -240,9 +240,9 @@ def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, 
         verdicts[key] = versus.to_dict()
         words = {"better": "got closer to the goal than", "worse": "ended farther from the goal than",
                  "no clear difference": "made no clear difference against"}[versus.outcome]
-        err.print(f"planning {words} {ENERGY_LABELS[key]}: energy {versus.sentence('patches')}", highlight=False)
+        err.print(f"planning {words} {ENERGY_LABELS[key]}: energy {versus.percent} ({versus.test('patches')})",
+                  highlight=False)
     return energies, verdicts
-    return energies
 
 
 def _rollout_table(result, planned: bool = False) -> None:

@@ -59,7 +59,7 @@ def test_plan_prints_three_energies_and_a_verdict(runs, clips_dir, tmp_path):
         assert v["reference"] == name and v["items"] == patches  # the goal's patches pair the energies
         assert v["relative"] == pytest.approx((energies["planned"] - energies[key]) / energies[key], abs=1e-5)
         assert lines[start + offset] == (
-            f"planning {words[v['outcome']]} {name}: energy {100 * v['relative']:+.1f}% vs {name}: {v['outcome']} "
+            f"planning {words[v['outcome']]} {name}: energy {100 * v['relative']:+.3g}% "
             f"(paired sign-flip test over {patches} patches, p = {v['p_value']:.2g})")
         clear = v["p_value"] < 0.05 and abs(v["relative"]) > 1e-3
         assert v["outcome"] == ("no clear difference" if not clear else "better" if v["relative"] < 0 else "worse")

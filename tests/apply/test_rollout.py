@@ -123,7 +123,7 @@ def test_cli_rollout_from_store(runs, store_path, tmp_path):
     versus = rollout["vs_best_baseline"]
     assert versus["reference"] == best.replace("_", "-") and versus["items"] == 2
     assert versus["outcome"] == "no clear difference"  # 2 horizons: p >= 1/2 whatever the errors
-    assert (f"mean L1 {100 * versus['relative']:+.1f}% vs {versus['reference']}: no clear difference (paired "
+    assert (f"mean L1 {100 * versus['relative']:+.3g}% vs {versus['reference']}: no clear difference (paired "
             f"sign-flip test over 2 horizons, p = {versus['p_value']:.2g})") in " ".join(result.stderr.split())
 
 
