@@ -51,7 +51,7 @@ WIDTH, HEADS, N = 384, 6, 258
 
 def hope_case(letter: str, x: torch.Tensor):
     cfg = preset_config("hope_multihead").memory_config(letter)
-    memory = SelfModifyingTitan(cfg).to(x.device)
+    memory = SelfModifyingTitan(cfg, frame_tokens=N).to(x.device)
     return memory, lambda: memory(x, chunk_size=N)[0], 6
 
 
