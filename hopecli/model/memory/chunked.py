@@ -84,6 +84,24 @@ def _read(layers: tuple[Tensor, ...], z: Tensor) -> Tensor:
     return z @ _t(s)
 
 
+def _rate_logits(layers: tuple[Tensor, ...], z: Tensor, proj: Tensor) -> Tensor:
+    """<proj_n, M(z)> for the rate memories M_eta, M_alpha and every memory n: layers
+    [B, 2, H, out, in], z [B, H, C, dh], proj [2, NB, H, dh] -> [B, 2, NB, H, C].
+
+    <p, z + W1 gelu(W2 z)> = <p, z> + <W1^T p, gelu(W2 z)> (<S^T p, z> for S z): the rate
+    memories' second layer meets the NB projections before the C tokens, so it costs NB
+    columns instead of a head's width."""
+    p = proj.permute(0, 2, 3, 1)  # [2, H, dh, NB]
+    z1 = z.unsqueeze(1)  # [B, 1, H, C, dh]
+    if len(layers) == 2:
+        w2, w1 = layers
+        logits = z1 @ p + gelu(z1 @ _t(w2)) @ (_t(w1) @ p)  # W1^T p [B, 2, H, hidden, NB]
+    else:
+        (s,) = layers
+        logits = z1 @ (_t(s) @ p)  # S^T p [B, 2, H, dh, NB]
+    return logits.permute(0, 1, 4, 2, 3).contiguous()  # [B, 2, NB, H, C]
+
+
 def _decay(rows: Tensor, cols: Tensor) -> Tensor:
     """exp(rows_t - cols_s) for s < t, else 0: rows, cols [..., C] -> [..., C, C]."""
     size = rows.shape[-1]
@@ -185,28 +203,32 @@ class DeltaChunk:
         decay: ChunkDecay,
         block: int,
     ) -> None:
-        self.d0, self.base, self.scale, self.decay = d0, base, scale, decay
+        self.d0, self.decay = d0, decay
         self.spans = solve_spans(base.shape[-2], d0.shape[-1], d0.shape[-2], block)
+        sizes = [b - a for a, b in self.spans]
         self.base_d0 = base @ _t(d0)  # u_t D_0^T [..., C, out]
         rhs = (beta * decay.spent)[..., None] * scale * self.base_d0 - beta[..., None] * pull  # [..., C, out]
+        # per block, split once (the backward of a split is one concatenation, of a slice a
+        # zero-filled copy of the whole tensor)
+        self.bases, self.scales = base.split(sizes, -2), scale.split(sizes, -2)
         self.before: list[Tensor | None] = []  # U at the start of every block
-        ds, u = [], None
-        for a, b, ratio, since, tail in decay.blocks(self.spans):
-            base_b, scale_b = base[..., a:b, :], scale[..., a:b, :]
+        self.ds: list[Tensor] = []  # the write vectors d_t of every block [..., c, out]
+        u = None
+        for (a, b, ratio, since, tail), base_b, scale_b, right, beta_b in zip(
+            decay.blocks(self.spans), self.bases, self.scales, rhs.split(sizes, -2), beta.split(sizes, -1)
+        ):
             gram = (base_b @ _t(base_b)) * (scale_b * _t(scale_b))
-            right = rhs[..., a:b, :]
             if u is not None:  # the earlier blocks' writes, seen through this block's keys
-                right = right - (beta[..., a:b] * since)[..., None] * scale_b * (base_b @ _t(u))
+                right = right - (beta_b * since)[..., None] * scale_b * (base_b @ _t(u))
             # d^T (I + A)^T = rhs^T: the same solve, which LAPACK takes without copying either
             # operand into column-major order (2.4x faster than the left-hand form on the CPU)
             d = torch.linalg.solve_triangular(
-                ((beta[..., a:b, None] * ratio) * gram).mT, right.mT, upper=True, left=False, unitriangular=True
+                ((beta_b[..., None] * ratio) * gram).mT, right.mT, upper=True, left=False, unitriangular=True
             ).mT  # [..., b - a, out]
             self.before.append(u)
             written = _t(d * (tail[..., None] * scale_b)) @ base_b
             u = written if u is None else since[..., -1:, None] * u + written
-            ds.append(d)
-        self.d = torch.cat(ds, dim=-2) if len(ds) > 1 else ds[0]  # [..., C, out]
+            self.ds.append(d)
         self.written = u  # the chunk's writes: D after the chunk minus gamma_C D_0
 
     def forgotten(self) -> Tensor:
@@ -223,11 +245,12 @@ class DeltaChunk:
         prev = cum - self.decay.log_alpha[:, box]  # log gamma_t-1
         ratios = self.decay.read_ratios(self.spans, box)
         parts = []
-        for (a, b), ratio, u in zip(self.spans, ratios, self.before):
-            part = r[..., a:b, :]
-            keys = self.base[:, box, ..., a:b, :]
-            weights = ratio * ((part @ _t(keys)) * _t(self.scale[:, box, ..., a:b, :]))
-            inside = weights @ self.d[:, box, ..., a:b, :]
+        for (a, b), part, ratio, u, base, scale, d in zip(
+            self.spans, r.split([b - a for a, b in self.spans], -2), ratios, self.before, self.bases, self.scales,
+            self.ds,
+        ):
+            weights = ratio * ((part @ _t(base[:, box])) * _t(scale[:, box]))
+            inside = weights @ d[:, box]
             if u is not None:
                 carry = (prev[..., a:b] - cum[..., a - 1 : a]).exp()  # gamma_t-1 / gamma_a-1
                 inside = inside + carry[..., None] * (part @ _t(u[:, box]))
@@ -406,7 +429,7 @@ def guard_write(pending: PendingWrite, init: tuple[Tensor, ...]) -> tuple[Tensor
 def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tensor) -> Tensor:
     """o_t = M_memory,t-1(q_t) through the memory box's chunk, layer by layer: q [B, H, C, dh]."""
     with torch.autocast(q.device.type, enabled=False):
-        dtype = chunks[0].d.dtype
+        dtype = chunks[0].d0.dtype
         q = q.to(dtype)
         m0 = [w[-1].to(dtype) for w in init]
         if len(chunks) == 2:
@@ -442,8 +465,10 @@ def _chunk_step(
     nb = len(cfg.boxes)
     xh = F.normalize(x.reshape(batch, size, heads, head_dim), dim=-1).transpose(1, 2)  # [B, H, C, dh]
 
-    # readouts of x_t by every memory but M_memory, all at W_c
-    r = _read(tuple(w[:, :-1] for w in layers), xh.unsqueeze(1))  # [B, NB-1, H, C, dh]
+    # readouts of x_t by M_k, M_v (and M_q), and the rates from M_eta, M_alpha, all at W_c
+    read = nb - 3  # the memories read in full
+    r = _read(tuple(w[:, :read] for w in layers), xh.unsqueeze(1))  # [B, 2 or 3, H, C, dh]
+    logits = _rate_logits(tuple(w[:, read:-1] for w in layers), xh, torch.stack([eta_proj, alpha_proj]))
     k, v = r[:, 0], r[:, 1]  # [B, H, C, dh]
     if q_weight is None:
         q = r[:, 2]
@@ -454,10 +479,8 @@ def _chunk_step(
         mixed, history = causal_conv(torch.stack([q, k, v], dim=1), history, conv_weight, dilation)
         q, k, v = mixed.unbind(1)
     k, v, q = (F.normalize(t, dim=-1) for t in (k, v, q))
-    eta_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -2], eta_proj) + eta_bias[..., None]
-    alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
-    eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
-    log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
+    eta = cfg.eta_bound * torch.sigmoid(logits[:, 0] + eta_bias[..., None])  # [B, NB, H, C]
+    log_alpha = F.logsigmoid(logits[:, 1] + alpha_bias[..., None])  # [B, NB, H, C]
     found = chunk_targets(layers, k, v, cfg)
     loss = found.loss
 
