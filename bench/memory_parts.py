@@ -14,11 +14,12 @@ wrapping the functions of hopecli/model/memory/chunked.py:
     guard     the safeguard of the MLP writes (guard_write)
 
 and the rest of the step (norms, rates, the loop) is "rest". FLOPs are counted with
-FlopCounterMode in one forward. Times come from torch.profiler over --repeats forward +
-backward passes (median): every op's self time goes to the part it ran in, forward,
-recomputed (checkpoint_chunks recomputes a chunk in the backward) or backward (an
-autograd node belongs to the part whose forward op made it), and is split into matrix
-products (bmm, mm, addmm, triangular solves) and everything else.
+FlopCounterMode in one forward (triangular solves included). Times come from
+torch.profiler over --repeats forward + backward passes (median): every op's self time
+goes to the part it ran in, forward, recomputed (checkpoint_chunks recomputes a chunk in
+the backward) or backward (an autograd node belongs to the part whose forward op made
+it), and is split into matrix products (bmm, mm, addmm, triangular solves) and
+everything else.
 
     .venv/bin/python bench/memory_parts.py --threads 1
     .venv/bin/python bench/memory_parts.py --threads 1 --before main   # the parts of main beside
@@ -41,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _before import chunked_impl, load_module  # noqa: E402
+from _timing import extra_flops  # noqa: E402
 
 from hopecli.model import preset_config  # noqa: E402
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig, chunked  # noqa: E402
@@ -111,14 +113,15 @@ def measure(memory, x, module, repeats: int) -> tuple[dict, dict, float]:
 
     def counted(part, fn):
         def run(*args, **kwargs):
-            with FlopCounterMode(display=False) as inner:
+            with FlopCounterMode(display=False, custom_mapping=extra_flops()) as inner:
                 out = fn(*args, **kwargs)
             flops[part] += inner.get_total_flops()
             return out
 
         return run
 
-    with torch.no_grad(), FlopCounterMode(display=False) as total, patched(module, counted):
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=extra_flops()) as total, \
+            patched(module, counted):
         memory(x, chunk_size=N)
     flops["rest"] = total.get_total_flops() - sum(flops.values())
 

@@ -19,8 +19,9 @@ Same input for every case: batch x (frames x 258 tokens), width 384, 6 heads of 
 Every case runs eager and compiled (hope: its chunk step through compiled.py; a peer:
 torch.compile of its forward), at 8 and 64 frames by default. Per memory divides the time
 by the memories a layer keeps (6 for hope, 1 for the peers). FLOPs are 3 x the eager
-forward's (FlopCounterMode, gradients on, so titans-pytorch's in-forward chunk gradients
-count as its forward; hope's recomputation in the backward is not counted), so GFLOP/s
+forward's (FlopCounterMode with triangular solves counted, gradients on, so
+titans-pytorch's in-forward chunk gradients count as its forward; hope's recomputation in
+the backward is not counted), so GFLOP/s
 compares how well each uses the machine. Within a shape, after each case's first call
 (compilation included, reported apart) and warm-up, the cases take turns in every
 repeat, so a load that changes during the run slows them alike; --cpu-time counts the
@@ -44,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import autocast, matmul_peak, sync  # noqa: E402
+from _timing import autocast, extra_flops, matmul_peak, sync  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from hopecli.model import preset_config  # noqa: E402
@@ -97,7 +98,7 @@ class Case:
         self.module, forward, self.memories = CASES[name](x)
         self.hope = name.startswith("hope")
         set_compile("off")
-        with autocast(x.device, bf16), FlopCounterMode(display=False) as counter:
+        with autocast(x.device, bf16), FlopCounterMode(display=False, custom_mapping=extra_flops()) as counter:
             forward()  # eager; gradients on: titans-pytorch takes its chunk gradients inside
         self.flops = 3 * counter.get_total_flops()
         self.forward = torch.compile(forward) if compiled and not self.hope else forward
