@@ -84,6 +84,12 @@ def _read(layers: tuple[Tensor, ...], z: Tensor) -> Tensor:
     return z @ _t(s)
 
 
+def _square_norm(z: Tensor) -> Tensor:
+    """|z|^2 over the last dim, kept. z * z: its forward + backward took 3.8 ms where
+    z.square() took 4.7 and a squared vector_norm 6.1 on [36 memory-heads, 258, 224]."""
+    return (z * z).sum(-1, keepdim=True)
+
+
 def _rate_logits(layers: tuple[Tensor, ...], z: Tensor, proj: Tensor) -> Tensor:
     """<proj_n, M(z)> for the rate memories M_eta, M_alpha and every memory n: layers
     [B, 2, H, out, in], z [B, H, C, dh], proj [2, NB, H, dh] -> [B, 2, NB, H, C].
@@ -297,19 +303,19 @@ def chunk_targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanCo
         target = v1 @ _t(s[:, own])
     if cfg.memory_target == "value":
         target = torch.cat([target, v1], dim=1)
-    kk = k1.square().sum(-1, keepdim=True)
+    kk = _square_norm(k1)
     if len(layers) == 2:
         u = gelu(pk)
         w1u = u @ _t(w1)
         e = k1 + w1u - target
         g2 = gelu_grad_times(e @ w1, pk)  # J^T e
-        ee = e.square().sum(-1, keepdim=True)
-        along = g2.square().sum(-1, keepdim=True) / (ee + NORM_EPS)  # |J^T e|^2 / |e|^2
-        n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * along)
+        ee = _square_norm(e)
+        along = _square_norm(g2) / (ee + NORM_EPS)  # |J^T e|^2 / |e|^2
+        n = torch.maximum(kk, _square_norm(u) + kk * along)
         inputs, outputs, signals, pre = (k1, u), (pk, w1u), (g2, e), pk
     else:
         e = sk - target
-        ee = e.square().sum(-1, keepdim=True)
+        ee = _square_norm(e)
         n = kk.expand_as(ee)
         inputs, outputs, signals, pre = (k1,), (sk,), (e,), None
     scale = n.clamp_min(NORM_EPS).rsqrt()
@@ -372,13 +378,14 @@ def pending_write(chunks: list[DeltaChunk], init: tuple[Tensor, ...], found: Tar
     """The safeguard's inputs from an MLP chunk's writes: F2 k_t = W2_c k_t - (1 - gamma_C)
     D2_0 k_t reuses the products of the targets and the write."""
     first = chunks[0]
-    pre = found.pre - first.decay.spent[..., -1:, None] * first.base_d0
+    with torch.no_grad():
+        pre = found.pre - first.decay.spent[..., -1:, None] * first.base_d0
     return PendingWrite(
         tuple(w0 + c.forgotten() for w0, c in zip(init, chunks)),
         tuple(c.written for c in chunks),
         k.detach(),
         found.target.detach(),
-        pre.detach(),
+        pre,
     )
 
 
@@ -387,9 +394,12 @@ def guard_scale(pending: PendingWrite, init: tuple[Tensor, ...]) -> Tensor:
     """The largest s in GUARD_SCALES (else 0) that raises neither the written pairs' error
     nor any layer's distance from M_0 past the trust region: [B, NB, H].
 
-    The scales are tried largest first, and the smaller ones only while some memory
-    still has none. |F - M_0 + s Delta|^2 is expanded in s, so each scale's trust region
-    costs three numbers per layer, not a copy of the weights.
+    The scales are tried largest first; on the CPU the smaller ones only while some
+    memory still has none (one sync per chunk, free there; a GPU tries them all, no
+    sync). |F - M_0 + s Delta|^2 is expanded in s, so each scale's trust region costs
+    three numbers per layer, not a copy of the weights. It runs eager: compiled, it took
+    3% off the compiled memory's forward + backward (1 thread, hope_multihead's memory,
+    8 frames), for a second compilation and a graph break at the early stop.
     """
     (f2, f1), (d2, d1) = pending.forgotten, pending.writes
     dtype = f2.dtype
@@ -414,7 +424,7 @@ def guard_scale(pending: PendingWrite, init: tuple[Tensor, ...]) -> Tensor:
             ok = ok & (aa + scale * ad + scale * scale * dd <= radius)
         chosen = torch.where(ok, scale, chosen)
         undecided = undecided & ~ok
-        if not bool(undecided.any()):
+        if k1.device.type == "cpu" and not bool(undecided.any()):
             break
     return chosen
 
