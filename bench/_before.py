@@ -1,6 +1,7 @@
 """The chunked Titan memory of an earlier git revision, to time before / after side by side.
 
     load_chunked("598eb85")  ->  that revision's titan_chunked, importable beside today's
+    load_module("598eb85")   ->  that revision's whole chunked module
 
 The old module's source is read with `git show` and imported under a private name; it
 must only use helpers (activation, config, diagnostics, state) that still exist.
@@ -23,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PATH = "hopecli/model/memory/chunked.py"
 
 
-def load_chunked(rev: str) -> Callable:
-    """titan_chunked as it was at `rev`."""
+def load_module(rev: str):
+    """hopecli/model/memory/chunked.py as it was at `rev`, imported under a private name;
+    its titan_chunked_compat takes today's config."""
     source = subprocess.run(
         ["git", "show", f"{rev}:{PATH}"], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
@@ -43,7 +45,13 @@ def load_chunked(rev: str) -> Callable:
         cfg = dataclasses.replace(cfg, eta_max=cfg.eta_bound, eta_init=cfg.eta_start)
         return old(x, state, gates, cfg, **kwargs)
 
-    return titan_chunked
+    module.titan_chunked_compat = titan_chunked
+    return module
+
+
+def load_chunked(rev: str) -> Callable:
+    """titan_chunked as it was at `rev`."""
+    return load_module(rev).titan_chunked_compat
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hopecli.model.memory import TitanConfig
-from hopecli.model.memory.chunked import chunk_targets, guard_write, write_chunk
+from hopecli.model.memory.chunked import chunk_targets, guard_write, pending_write, write_chunk
 from hopecli.model.memory.naive import memory_read
 
 HEAD = 64
@@ -82,9 +82,9 @@ def run(memory: str, law: str, w1_std: float, args) -> tuple[float, float]:
         shape = (args.samples, 1, 1, args.tokens)
         eta = torch.full(shape, args.eta)
         log_alpha = torch.zeros(shape)
-        new, _ = write_chunk(layers, init, found.keys, found.taus, eta, log_alpha, cfg, found.keys_w, found.factors)
+        new, chunks = write_chunk(layers, init, found, eta, log_alpha, cfg)
         if memory == "mlp":
-            new = guard_write(layers, new, init, log_alpha, kc, found.target)
+            new = guard_write(pending_write(chunks, init, found, kc), init)
             if frame == 0:
                 moved = [(n - w).square().sum() for n, w in zip(new, layers)]
                 # the W2 share of the output change: |dW2 k| through W1 against |dW1 u|

@@ -54,8 +54,8 @@ def main() -> None:
         layers, ys = (s0,), []
         for start in range(0, T, chunk):
             part = slice(start, start + chunk)
-            keys, taus = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)[:2]
-            layers, chunks = write_chunk(layers, (m0,), keys, taus, eta[..., part], alpha[..., part].log(), cfg)
+            found = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)
+            layers, chunks = write_chunk(layers, (m0,), found, eta[..., part], alpha[..., part].log(), cfg)
             ys.append(read_memory_box(chunks, (m0,), q[..., part, :]))
         y = torch.cat(ys, dim=-2)
         print(f"chunk {chunk:2d}: final state rel err {rel(layers[0][:, 0], state):.1e}, "
@@ -93,8 +93,8 @@ def with_convolution(gen, eta, alpha, s0, m0, cfg, rel) -> None:
             mixed, history = causal_conv(raw[..., part, :], history, weight, 1)
             qc, kc, vc = mixed.unbind(1)
             qc, kc = F.normalize(qc, dim=-1), F.normalize(kc, dim=-1)
-            keys, taus = chunk_targets(layers, kc, vc, cfg)[:2]
-            layers, chunks = write_chunk(layers, (m0,), keys, taus, eta[..., part], alpha[..., part].log(), cfg)
+            found = chunk_targets(layers, kc, vc, cfg)
+            layers, chunks = write_chunk(layers, (m0,), found, eta[..., part], alpha[..., part].log(), cfg)
             ys.append(read_memory_box(chunks, (m0,), qc))
         y = torch.cat(ys, dim=-2)
         print(f"with the short convolution, chunk {chunk:2d}: final state rel err "

@@ -41,7 +41,7 @@ from rich.table import Table
 
 from rich.console import Console
 from hopecli.model.memory import SelfModifyingTitan, TitanConfig
-from hopecli.model.memory.chunked import chunk_targets, guard_write, write_chunk
+from hopecli.model.memory.chunked import chunk_targets, guard_write, pending_write, write_chunk
 from hopecli.model.memory.naive import memory_read
 
 HEAD_DIM = 64
@@ -109,9 +109,9 @@ def run_cell(memory: Memory, task: str, shared: float, chunk: int, eta: float, a
             shape = (args.samples, 1, 1, kc.shape[2])
             found = chunk_targets(layers, kc, vc, cfg)
             decay = torch.full(shape, log_alpha)
-            new, _ = write_chunk(layers, init, found.keys, found.taus, torch.full(shape, eta), decay, cfg)
+            new, chunks = write_chunk(layers, init, found, torch.full(shape, eta), decay, cfg)
             if memory.kind == "mlp":  # the product's safeguard of MLP writes
-                new = guard_write(layers, new, init, decay, kc, found.target)
+                new = guard_write(pending_write(chunks, init, found, kc), init)
             layers = new
         e = specific_error(layers, keys, values)
         if not torch.isfinite(e).all() or (e > 10 * start).any():

@@ -39,9 +39,9 @@ def run(shape: str, rule: str, guarded: bool, args) -> dict:
     m0 = [w.detach() for w in titan.initial_layers]
     state = titan.init_state(args.batch)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    original = chunked.guard_write
+    original = chunked.guard_scale
     if not guarded:
-        chunked.guard_write = lambda layers, new, *rest: new
+        chunked.guard_scale = lambda pending, init: torch.ones_like(pending.target[..., 0, 0])
     seen, runaway = {}, None
     try:
         with torch.no_grad():
@@ -55,7 +55,7 @@ def run(shape: str, rule: str, guarded: bool, args) -> dict:
                     runaway = frame
                     break
     finally:
-        chunked.guard_write = original
+        chunked.guard_scale = original
     return {"seen": seen, "runaway": runaway}
 
 

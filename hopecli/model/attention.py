@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hopecli.encoder.rope import rope_3d
+from hopecli.encoder.rope import ROPE_BASE, rope_3d, rope_block_dim
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,53 @@ def block_causal_mask(
     return mask.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
 
 
+class RopeTables:
+    """cos and sin of encoder/rope.py's 3D RoPE at one forward's positions [L, 3], made once
+    per head dim and dtype and shared by every attention layer of the forward.
+
+    Per head: three axis blocks of n = rope_block_dim(head_dim) dims, each with the angles
+    pos * omega_i tiled by `repeat` as rope_3d tiles them, then the unrotated rest (cos 1,
+    sin 0). x * cos + turn(x) * sin is then rope_3d(x) element for element, in the same
+    operations on the same values, in four passes over x instead of rope_3d's twenty-odd
+    (three blocks of sin, cos, turn, products and a concatenation per call). The sign of
+    the turn, (x0, x1) -> (-x1, x0), lives in the sin table (`signed_sin`), so turning is
+    one swap of each pair: (-x1) sin = x1 (-sin) exactly.
+    """
+
+    def __init__(self, positions: Tensor) -> None:
+        self.positions = positions
+        self._tables: dict[tuple[int, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def get(self, head_dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(cos, signed_sin) [L, head_dim] in dtype; signed_sin is -sin on the first member
+        of every pair."""
+        key = (head_dim, dtype)
+        if key not in self._tables:
+            n = rope_block_dim(head_dim)
+            half = n // 2
+            work = torch.promote_types(dtype, torch.float32)  # angles in at least fp32, as rope_3d
+            device = self.positions.device
+            omega = 1.0 / ROPE_BASE ** (torch.arange(half, dtype=work, device=device) / half)  # [n/2]
+            angle = self.positions.to(work)[..., None] * omega  # [L, 3, n/2]
+            rest = head_dim - 3 * n
+            length = self.positions.shape[0]
+            cos = torch.cat([angle.cos().repeat(1, 1, 2).flatten(1), angle.new_ones(length, rest)], -1)
+            sin = torch.cat([angle.sin().repeat(1, 1, 2).flatten(1), angle.new_zeros(length, rest)], -1)
+            sign = torch.tensor([-1.0, 1.0], dtype=work, device=device).repeat(head_dim // 2 + 1)[:head_dim]
+            self._tables[key] = (cos.to(dtype), (sin * sign).to(dtype))
+        return self._tables[key]
+
+
+def apply_rope(x: Tensor, tables: RopeTables) -> Tensor:
+    """rope_3d(x, tables.positions) for x [..., L, head_dim] (RopeTables)."""
+    head_dim = x.shape[-1]
+    if head_dim % 2:  # pairs would straddle the unrotated rest: the reference
+        return rope_3d(x, tables.positions)
+    cos, signed_sin = tables.get(head_dim, x.dtype)
+    swapped = x.unflatten(-1, (head_dim // 2, 2)).flip(-1).flatten(-2)  # (x0, x1) -> (x1, x0)
+    return x * cos + swapped * signed_sin
+
+
 class BlockCausalAttention(nn.Module):
     """Multi-head self-attention with 3D RoPE on q/k and an optional KV cache."""
 
@@ -85,17 +132,18 @@ class BlockCausalAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: Tensor, positions: Tensor, attn_mask: Tensor | None, cache: KVCache | None = None
+        self, x: Tensor, positions: Tensor, attn_mask: Tensor | None, cache: KVCache | None = None,
+        rope: RopeTables | None = None,
     ) -> tuple[Tensor, KVCache]:
-        """x [B, L, D] at positions [L, 3]; attn_mask [L, L_seen + L] bool or None.
+        """x [B, L, D] at positions [L, 3]; attn_mask [L, L_seen + L] bool or None; rope:
+        the forward's RopeTables at these positions, shared by its layers (None: made here).
 
         Returns the attention output [B, L, D] and the cache extended by these tokens.
         """
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, heads, L, head_dim]
-        q = rope_3d(q, positions)
-        k = rope_3d(k, positions)
+        q, k = apply_rope(qkv[:2], rope if rope is not None else RopeTables(positions)).unbind(0)
+        v = qkv[2]  # each [B, heads, L, head_dim]
         if cache is not None:
             k = torch.cat([cache.k, k], dim=2)
             v = torch.cat([cache.v, v], dim=2)

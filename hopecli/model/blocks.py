@@ -14,12 +14,12 @@ the block's KV cache (T) or Titan state (H, L), passed in and returned as a valu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
-from hopecli.model.attention import BlockCausalAttention, KVCache
+from hopecli.model.attention import BlockCausalAttention, KVCache, RopeTables
 from hopecli.model.cms import ContinuumMemory
 from hopecli.model.config import PredictorConfig
 from hopecli.model.init import init_layers_, rescale_residual_
@@ -36,6 +36,7 @@ class SequenceContext:
     attn_mask: Tensor | None  # [L, L_seen + L] bool, True = may attend; None = all visible
     chunk_size: int  # memory chunk in tokens
     update_memory: bool  # False freezes the memories (ablation)
+    rope: RopeTables | None = field(default=None, compare=False)  # of positions, shared by the T blocks
 
 
 def _drop_path(rate: float) -> nn.Module:
@@ -61,7 +62,7 @@ class TransformerBlock(nn.Module):
     def forward(
         self, x: Tensor, ctx: SequenceContext, state: KVCache | None = None
     ) -> tuple[Tensor, KVCache, dict[str, Tensor]]:
-        y, cache = self.attn(self.norm1(x), ctx.positions, ctx.attn_mask, state)
+        y, cache = self.attn(self.norm1(x), ctx.positions, ctx.attn_mask, state, ctx.rope)
         x = x + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, cache, {}

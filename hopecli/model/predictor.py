@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hopecli.model.attention import KVCache, block_causal_mask, token_positions
+from hopecli.model.attention import KVCache, RopeTables, block_causal_mask, token_positions
 from hopecli.model.blocks import HopeBlock, SequenceContext, build_block
 from hopecli.model.config import COND_TOKENS, PredictorConfig
 from hopecli.model.init import init_layers_
@@ -124,12 +124,14 @@ class Predictor(nn.Module):
         x = x.flatten(1, 2)  # [B, T*N, D]
 
         has_attention = "T" in cfg.pattern
+        positions = token_positions(offset, T, cfg.grid, COND_TOKENS, device)  # [T*N, 3]
         ctx = SequenceContext(
             tokens_per_frame=N,
-            positions=token_positions(offset, T, cfg.grid, COND_TOKENS, device),  # [T*N, 3]
+            positions=positions,
             attn_mask=block_causal_mask(T, N, offset, device) if has_attention else None,
             chunk_size=cfg.memory_chunk_size,
             update_memory=update_memory,
+            rope=RopeTables(positions) if has_attention else None,
         )
         new_states = []
         diagnostics: dict[str, Tensor] = {}

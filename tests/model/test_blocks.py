@@ -3,11 +3,12 @@ mixing, CMS levels."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from hopecli.encoder.rope import rope_3d
-from hopecli.model.attention import BlockCausalAttention, block_causal_mask, token_positions
+from hopecli.model.attention import BlockCausalAttention, RopeTables, apply_rope, block_causal_mask, token_positions
 from hopecli.model.blocks import HopeBlock, SequenceContext
 from hopecli.model.cms import ContinuumMemory
 from hopecli.model.memory import TitanConfig
@@ -40,6 +41,19 @@ def test_attention_matches_a_masked_softmax_reference() -> None:
     ref = attn.proj((weights @ v).transpose(1, 2).reshape(2, 3 * N, D))
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cache.k, k)
+
+
+@pytest.mark.parametrize("head_dim", [16, 64, 6, 15])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_shared_rope_tables_rotate_exactly_as_the_encoder(head_dim: int, dtype) -> None:
+    """The tables a forward shares between its attention layers give rope_3d bit for bit
+    (its repeat-tiled angles, the unrotated rest of the head; an odd head takes rope_3d)."""
+    torch.manual_seed(0)
+    pos = token_positions(first_frame=3, frames=2, grid=(4, 5))
+    x = torch.randn(2, 3, pos.shape[0], head_dim).to(dtype)
+    tables = RopeTables(pos)
+    assert torch.equal(apply_rope(x, tables), rope_3d(x, pos))
+    assert torch.equal(apply_rope(x[:1], tables), rope_3d(x[:1], pos))  # the same tables again
 
 
 def test_spatial_mixing_is_zero_at_init_and_never_mixes_frames() -> None:

@@ -165,9 +165,9 @@ def chunked_pass(s0, m0, k, v, q, eta, alpha, cfg: TitanConfig, chunk: int, bloc
     layers, init, ys = (s0,), (m0,), []
     for start in range(0, k.shape[-2], chunk):
         part = slice(start, start + chunk)
-        keys, taus = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)[:2]
+        found = chunk_targets(layers, k[..., part, :], v[..., part, :], cfg)
         rates = eta[..., part], alpha[..., part].log()
-        layers, chunks = write_chunk(layers, init, keys, taus, *rates, cfg, block=block)
+        layers, chunks = write_chunk(layers, init, found, *rates, cfg, block=block)
         ys.append(read_memory_box(chunks, init, q[..., part, :]))
     return torch.cat(ys, dim=-2), layers[0]
 
@@ -381,9 +381,9 @@ def test_memory_learns_repeated_pairs_in_context(kind: str, rule: str, least: fl
         order = torch.stack([torch.randperm(256, generator=gen) % 16 for _ in range(BATCH)])
         k = torch.gather(keys, 1, order[..., None].expand(-1, -1, 32))[:, None]
         v = torch.gather(values, 1, order[..., None].expand(-1, -1, 32))[:, None]
-        ks, taus = chunk_targets(layers, k, v, cfg)[:2]
+        found = chunk_targets(layers, k, v, cfg)
         eta = torch.full(shape, cfg.eta_start)
-        layers, _ = write_chunk(layers, init, ks, taus, eta, torch.full(shape, math.log(cfg.alpha_init)), cfg)
+        layers, _ = write_chunk(layers, init, found, eta, torch.full(shape, math.log(cfg.alpha_init)), cfg)
     assert 1 - specific_error(layers) / start >= least
 
 

@@ -39,6 +39,15 @@ the memories drift from fp32 by up to 25% of their output over 32 frames. With
 config.checkpoint_chunks each chunk is recomputed in the backward (torch.utils.checkpoint)
 instead of storing its activations. The chunk step runs through torch.compile where
 compiled.py's policy (`--compile`) says so, eager otherwise; both compute this function.
+
+The safeguard of MLP writes (naive.py) only chooses a number per memory, so it runs
+after the step, outside the recomputed chunk and without gradients, on products the
+step has made anyway (W2_c k, D2_0 k), trying the smaller step sizes only where the
+full one fails. Measured on the CPU, 1 thread, hope_multihead's memory at batch 1 x 8
+frames (bench/memory.py --memory preset, side by side): with the right-hand sides
+taken as beta ((1 - gamma) D_0 kappa - pull) (DeltaChunk), J^T e in one pass and no
+M_memory(v) for a memory box that stores v, the forward + backward took 4.08 s instead
+of 5.34 s eager and 3.32 s instead of 3.80 s compiled.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from hopecli.model.memory.activation import gelu, gelu_grad
+from hopecli.model.memory.activation import gelu, gelu_grad_times
 from hopecli.model.memory.compiled import CompiledStep
 from hopecli.model.memory.config import GUARD_SCALES, TRUST_RADIUS, TitanConfig
 from hopecli.model.memory.conv import causal_conv
@@ -73,6 +82,30 @@ def _read(layers: tuple[Tensor, ...], z: Tensor) -> Tensor:
         return z + gelu(z @ _t(w2)) @ _t(w1)
     (s,) = layers
     return z @ _t(s)
+
+
+def _square_norm(z: Tensor) -> Tensor:
+    """|z|^2 over the last dim, kept. z * z: its forward + backward took 3.8 ms where
+    z.square() took 4.7 and a squared vector_norm 6.1 on [36 memory-heads, 258, 224]."""
+    return (z * z).sum(-1, keepdim=True)
+
+
+def _rate_logits(layers: tuple[Tensor, ...], z: Tensor, proj: Tensor) -> Tensor:
+    """<proj_n, M(z)> for the rate memories M_eta, M_alpha and every memory n: layers
+    [B, 2, H, out, in], z [B, H, C, dh], proj [2, NB, H, dh] -> [B, 2, NB, H, C].
+
+    <p, z + W1 gelu(W2 z)> = <p, z> + <W1^T p, gelu(W2 z)> (<S^T p, z> for S z): the rate
+    memories' second layer meets the NB projections before the C tokens, so it costs NB
+    columns instead of a head's width."""
+    p = proj.permute(0, 2, 3, 1)  # [2, H, dh, NB]
+    z1 = z.unsqueeze(1)  # [B, 1, H, C, dh]
+    if len(layers) == 2:
+        w2, w1 = layers
+        logits = z1 @ p + gelu(z1 @ _t(w2)) @ (_t(w1) @ p)  # W1^T p [B, 2, H, hidden, NB]
+    else:
+        (s,) = layers
+        logits = z1 @ (_t(s) @ p)  # S^T p [B, 2, H, dh, NB]
+    return logits.permute(0, 1, 4, 2, 3).contiguous()  # [B, 2, NB, H, C]
 
 
 def _decay(rows: Tensor, cols: Tensor) -> Tensor:
@@ -110,6 +143,7 @@ class ChunkDecay:
         self.log_alpha = log_alpha
         self.cum = log_alpha.cumsum(-1)  # log gamma_t
         self.gamma = self.cum.exp()  # gamma_t [..., C]
+        self.spent = -torch.expm1(self.cum)  # 1 - gamma_t, exact where gamma_t is near 1
         self._cache: dict[tuple, list] = {}
 
     def blocks(self, spans: tuple[tuple[int, int], ...]) -> list[BlockDecay]:
@@ -155,56 +189,61 @@ def solve_spans(size: int, d_in: int, d_out: int, block: int) -> tuple[tuple[int
 class DeltaChunk:
     """One layer's chunk of the gated delta rule on D = W - M_0 (module docstring).
 
-    d0 [..., out, in]; keys [..., C, in]; values w [..., C, out]; beta [..., C]. The
-    solve goes block by block (solve_spans): inside a block the triangular system, across
-    blocks the writes so far as one matrix U (the part of D that is not gamma D_0).
+    d0 [..., out, in] (D_0 = W_c - M_0); the keys kappa_t = base_t * scale_t, base [..., C,
+    in] (the layer's input u_t, shared by every memory where it broadcasts over NB) and
+    scale [..., C, 1] (1 / sqrt(n_t)); pull [..., C, out] (Targets); beta [..., C]. The
+    right-hand side beta_t (w_t - gamma_t D_0 kappa_t), w_t = tau_t - M_0 kappa_t, is
+    beta_t ((1 - gamma_t) D_0 kappa_t - pull_t), since tau_t = W_c kappa_t - pull_t: no
+    product with M_0 and no difference of two near-equal reads. The solve goes block by
+    block (solve_spans): inside a block the triangular system, across blocks the writes
+    so far as one matrix U (the part of D that is not gamma D_0).
     """
 
     def __init__(
         self,
         d0: Tensor,
-        keys: Tensor,
-        values: Tensor,
+        base: Tensor,
+        scale: Tensor,
+        pull: Tensor,
         beta: Tensor,
         decay: ChunkDecay,
         block: int,
-        factors: tuple[Tensor, Tensor] | None = None,
-        keys_d0: Tensor | None = None,
     ) -> None:
-        """factors (base, scale) with keys = base * scale, base shared by every memory,
-        so a block's Gram matrix is (base base^T) * (scale scale^T); keys_d0 (keys @ D_0^T)
-        when the caller has it already."""
-        self.d0, self.keys, self.decay = d0, keys, decay
-        self.spans = solve_spans(keys.shape[-2], d0.shape[-1], d0.shape[-2], block)
-        keys_d0 = keys @ _t(d0) if keys_d0 is None else keys_d0
-        rhs = beta[..., None] * (values - decay.gamma[..., None] * keys_d0)  # [..., C, out]
+        self.d0, self.decay = d0, decay
+        self.spans = solve_spans(base.shape[-2], d0.shape[-1], d0.shape[-2], block)
+        sizes = [b - a for a, b in self.spans]
+        self.base_d0 = base @ _t(d0)  # u_t D_0^T [..., C, out]
+        rhs = (beta * decay.spent)[..., None] * scale * self.base_d0 - beta[..., None] * pull  # [..., C, out]
+        # per block, split once (the backward of a split is one concatenation, of a slice a
+        # zero-filled copy of the whole tensor)
+        self.bases, self.scales = base.split(sizes, -2), scale.split(sizes, -2)
         self.before: list[Tensor | None] = []  # U at the start of every block
-        ds, u = [], None
-        for a, b, ratio, since, tail in decay.blocks(self.spans):
-            key = keys[..., a:b, :]
-            if factors is None:
-                gram = key @ _t(key)
-            else:
-                base, scale = (f[..., a:b, :] for f in factors)
-                gram = (base @ _t(base)) * (scale * _t(scale))
-            right = rhs[..., a:b, :]
+        self.ds: list[Tensor] = []  # the write vectors d_t of every block [..., c, out]
+        u = None
+        for (a, b, ratio, since, tail), base_b, scale_b, right, beta_b in zip(
+            decay.blocks(self.spans), self.bases, self.scales, rhs.split(sizes, -2), beta.split(sizes, -1)
+        ):
+            gram = (base_b @ _t(base_b)) * (scale_b * _t(scale_b))
             if u is not None:  # the earlier blocks' writes, seen through this block's keys
-                right = right - (beta[..., a:b] * since)[..., None] * (key @ _t(u))
+                right = right - (beta_b * since)[..., None] * scale_b * (base_b @ _t(u))
             # d^T (I + A)^T = rhs^T: the same solve, which LAPACK takes without copying either
             # operand into column-major order (2.4x faster than the left-hand form on the CPU)
             d = torch.linalg.solve_triangular(
-                ((beta[..., a:b, None] * ratio) * gram).mT, right.mT, upper=True, left=False, unitriangular=True
+                ((beta_b[..., None] * ratio) * gram).mT, right.mT, upper=True, left=False, unitriangular=True
             ).mT  # [..., b - a, out]
             self.before.append(u)
-            written = _t(d * tail[..., None]) @ key
+            written = _t(d * (tail[..., None] * scale_b)) @ base_b
             u = written if u is None else since[..., -1:, None] * u + written
-            ds.append(d)
-        self.d = torch.cat(ds, dim=-2) if len(ds) > 1 else ds[0]  # [..., C, out]
-        self.written = u
+            self.ds.append(d)
+        self.written = u  # the chunk's writes: D after the chunk minus gamma_C D_0
+
+    def forgotten(self) -> Tensor:
+        """gamma_C D_0: D after the chunk's forgetting alone."""
+        return self.decay.gamma[..., -1:, None] * self.d0
 
     def final(self) -> Tensor:
         """D after the chunk."""
-        return self.decay.gamma[..., -1:, None] * self.d0 + self.written
+        return self.forgotten() + self.written
 
     def read_before(self, r: Tensor, box: int) -> Tensor:
         """D_t-1 r_t of memory `box` for every token t: r [B, H, C, in] -> [B, H, C, out]."""
@@ -212,10 +251,12 @@ class DeltaChunk:
         prev = cum - self.decay.log_alpha[:, box]  # log gamma_t-1
         ratios = self.decay.read_ratios(self.spans, box)
         parts = []
-        for (a, b), ratio, u in zip(self.spans, ratios, self.before):
-            part = r[..., a:b, :]
-            weights = ratio * (part @ _t(self.keys[:, box, ..., a:b, :]))
-            inside = weights @ self.d[:, box, ..., a:b, :]
+        for (a, b), part, ratio, u, base, scale, d in zip(
+            self.spans, r.split([b - a for a, b in self.spans], -2), ratios, self.before, self.bases, self.scales,
+            self.ds,
+        ):
+            weights = ratio * ((part @ _t(base[:, box])) * _t(scale[:, box]))
+            inside = weights @ d[:, box]
             if u is not None:
                 carry = (prev[..., a:b] - cum[..., a - 1 : a]).exp()  # gamma_t-1 / gamma_a-1
                 inside = inside + carry[..., None] * (part @ _t(u[:, box]))
@@ -225,134 +266,180 @@ class DeltaChunk:
 
 
 class Targets(NamedTuple):
-    """What chunk_targets computes for write_chunk, and what it can reuse.
+    """What chunk_targets computes for write_chunk and the safeguard.
 
-    keys, taus per layer [B, NB, H, C, in] / [B, NB, H, C, out] (keys shared by every
-    memory broadcast over NB); loss [B, NB, H, C]; keys_w per layer: keys @ W_c^T, a
-    by-product of the targets; factors per layer: (base, scale) with keys = base * scale,
-    base shared by every memory [B, 1, H, C, in] and scale [B, NB, H, C, 1], or None.
+    Per layer, the write's keys kappa_t = inputs * scale: inputs [B, NB, H, C, in] (the
+    layer's input u_t: k_t, or gelu(p_t) for an MLP's second layer; k_t is shared by
+    every memory, [B, 1, H, C, dh]) and scale [B, NB, H, C, 1] (1 / sqrt(n_t)); pulls
+    [B, NB, H, C, out]: W_c kappa_t minus the rule's target (tau_t for gd, tau_t / 2 for
+    dgd), so that one token's step at W_c is W_c - beta pull kappa^T: g_t / sqrt(n_t) for
+    gd and (W_c u_t + g_t) / (2 sqrt(n_t)) for dgd. loss [B, NB, H, C]; target v_hat per
+    memory and token [B, NB, H, C, dh] at W_c; pre: an MLP's first-layer pre-activations
+    at the keys, W2_c k_t [B, NB, H, C, hidden] (the safeguard's start), None for linear.
     """
 
-    keys: tuple[Tensor, ...]
-    taus: tuple[Tensor, ...]
+    inputs: tuple[Tensor, ...]
+    scale: Tensor
+    pulls: tuple[Tensor, ...]
     loss: Tensor
-    keys_w: tuple[Tensor, ...]
-    factors: tuple[tuple[Tensor, Tensor] | None, ...]
-    target: Tensor  # v_hat per memory and token [B, NB, H, C, dh], at W_c
+    target: Tensor
+    pre: Tensor | None
 
 
 def chunk_targets(layers: tuple[Tensor, ...], k: Tensor, v: Tensor, cfg: TitanConfig) -> Targets:
     """naive.write_targets for every memory and token (shapes in Targets); layers
-    [B, NB, H, out, in] (W_c), k, v [B, H, C, dh]."""
-    size = k.shape[-2]
-    k1 = k.unsqueeze(1)  # [B, 1, H, C, dh]
-    kv = torch.cat([k, v], dim=-2).unsqueeze(1)  # [B, 1, H, 2C, dh]
+    [B, NB, H, out, in] (W_c), k, v [B, H, C, dh].
+
+    With memory_target "value" the memory box's own M(v) is never computed."""
+    k1, v1 = k.unsqueeze(1), v.unsqueeze(1)  # [B, 1, H, C, dh]
+    own = slice(None, -1) if cfg.memory_target == "value" else slice(None)  # memories reading M(v)
     if len(layers) == 2:
         w2, w1 = layers
-        p = kv @ _t(w2)  # [B, NB, H, 2C, hidden]
-        pk, pv = p.split(size, dim=-2)
-        target = v.unsqueeze(1) + gelu(pv) @ _t(w1)  # M_box(v) [B, NB, H, C, dh]
+        pk = k1 @ _t(w2)  # [B, NB, H, C, hidden]
+        target = v1 + gelu(v1 @ _t(w2[:, own])) @ _t(w1[:, own])  # M_box(v) [B, NB(-1), H, C, dh]
     else:
         (s,) = layers
-        sk, target = (kv @ _t(s)).split(size, dim=-2)  # [B, NB, H, C, dh] each
+        sk = k1 @ _t(s)  # [B, NB, H, C, dh]
+        target = v1 @ _t(s[:, own])
     if cfg.memory_target == "value":
-        target = torch.cat([target[:, :-1], v.unsqueeze(1)], dim=1)
+        target = torch.cat([target, v1], dim=1)
+    kk = _square_norm(k1)
     if len(layers) == 2:
         u = gelu(pk)
         w1u = u @ _t(w1)
         e = k1 + w1u - target
-        slope = gelu_grad(pk)
-        g2 = (e @ w1) * slope
-        along = g2.square().sum(-1, keepdim=True) / (e.square().sum(-1, keepdim=True) + NORM_EPS)
-        kk = k1.square().sum(-1, keepdim=True)
-        n = torch.maximum(kk, u.square().sum(-1, keepdim=True) + kk * along).clamp_min(NORM_EPS)
-        r = n.rsqrt()
-        keys, taus = (k1 * r, u * r), ((pk - g2) * r, (w1u - e) * r)
-        keys_w, factors = (pk * r, w1u * r), ((k1, r), None)
+        g2 = gelu_grad_times(e @ w1, pk)  # J^T e
+        ee = _square_norm(e)
+        along = _square_norm(g2) / (ee + NORM_EPS)  # |J^T e|^2 / |e|^2
+        n = torch.maximum(kk, _square_norm(u) + kk * along)
+        inputs, outputs, signals, pre = (k1, u), (pk, w1u), (g2, e), pk
     else:
         e = sk - target
-        r = k1.square().sum(-1, keepdim=True).clamp_min(NORM_EPS).rsqrt()
-        keys, taus = (k1 * r,), ((sk - e) * r,)
-        keys_w, factors = (sk * r,), (None,)
+        ee = _square_norm(e)
+        n = kk.expand_as(ee)
+        inputs, outputs, signals, pre = (k1,), (sk,), (e,), None
+    scale = n.clamp_min(NORM_EPS).rsqrt()
     if cfg.update_rule == "dgd":
-        taus = tuple(t / 2 for t in taus)
-    return Targets(keys, taus, 0.5 * e.square().sum(-1), keys_w, factors, target)
+        pulls = tuple((w + g) * (scale / 2) for w, g in zip(outputs, signals))
+    else:
+        pulls = tuple(g * scale for g in signals)
+    return Targets(inputs, scale, pulls, 0.5 * ee[..., 0], target, pre)
 
 
 def write_chunk(
     layers: tuple[Tensor, ...],
     init: tuple[Tensor, ...],
-    keys: tuple[Tensor, ...],
-    taus: tuple[Tensor, ...],
+    found: Targets,
     eta: Tensor,
     log_alpha: Tensor,
     cfg: TitanConfig,
-    keys_w: tuple[Tensor, ...] | None = None,
-    factors: tuple[tuple[Tensor, Tensor] | None, ...] | None = None,
     block: int | None = None,
 ) -> tuple[tuple[Tensor, ...], list[DeltaChunk]]:
     """Every layer's chunk of writes, in the state's dtype (fp32 even under autocast).
 
-    layers [B, NB, H, out, in] (W_c); init [NB, H, out, in] (M_0); keys, taus per layer
-    from chunk_targets; eta, log_alpha [B, NB, H, C]. Returns W_c+1 and the chunks.
-    keys_w and factors (Targets) save products: keys @ D_0^T = keys @ W_c^T - keys @ M_0^T
-    (used only when keys_w is in the state's dtype: in bf16 the difference would cancel),
-    and the Gram matrix of keys = base * scale as (base base^T) * (scale scale^T), the
-    product computed once for every memory. block: tokens per block of the solve
-    (DeltaChunk), BLOCK when None.
+    layers [B, NB, H, out, in] (W_c); init [NB, H, out, in] (M_0); found from
+    chunk_targets; eta, log_alpha [B, NB, H, C]. Returns W' (the state after the chunk's
+    per-token steps, before any safeguard) and the chunks. block: tokens per block of
+    the solve (DeltaChunk), BLOCK when None.
     """
     block = BLOCK if block is None else block
     factor = 2.0 if cfg.update_rule == "dgd" else 1.0
     with torch.autocast(layers[0].device.type, enabled=False):
         dtype = layers[0].dtype
         beta, decay = (factor * eta).to(dtype), ChunkDecay(log_alpha.to(dtype))
+        scale = found.scale.to(dtype)
         chunks, new = [], []
-        for i, (w, w0, key, tau) in enumerate(zip(layers, init, keys, taus)):
-            key, tau, w0 = key.to(dtype), tau.to(dtype), w0.to(dtype)
-            key_w0 = key @ _t(w0)
-            keys_d0 = keys_w[i] - key_w0 if keys_w is not None and keys_w[i].dtype == dtype else None
-            pair = None
-            if factors is not None and factors[i] is not None:
-                pair = tuple(f.to(dtype) for f in factors[i])
-            # values tau_t - M_0 kappa_t
-            chunk = DeltaChunk(w - w0, key, tau - key_w0, beta, decay, block, pair, keys_d0)
+        for w, w0, base, pull in zip(layers, init, found.inputs, found.pulls):
+            w0 = w0.to(dtype)
+            chunk = DeltaChunk(w - w0, base.to(dtype), scale, pull.to(dtype), beta, decay, block)
             chunks.append(chunk)
             new.append(w0 + chunk.final())
     return tuple(new), chunks
 
 
-def guard_write(layers: tuple[Tensor, ...], after: tuple[Tensor, ...], init: tuple[Tensor, ...],
-                log_alpha: Tensor, k: Tensor, target: Tensor) -> tuple[Tensor, ...]:
-    """naive.guard_write for every memory, head and sample of an MLP chunk at once.
+class PendingWrite(NamedTuple):
+    """An MLP chunk's write waiting for its safeguard (naive.guard_write), every memory at once.
 
-    layers (W_c), after (W') [B, NB, H, out, in]; init (M_0) [NB, H, out, in]; log_alpha
-    [B, NB, H, C]; k [B, H, C, dh] the keys; target [B, NB, H, C, dh].
+    forgotten: F = M_0 + gamma_C (W_c - M_0), the state the chunk's forgetting alone
+    leaves, and writes: Delta = W' - F, per layer [B, NB, H, out, in]; k [B, H, C, dh] the
+    chunk's keys and target [B, NB, H, C, dh] its targets at W_c; pre F2 k_t, the first
+    layer's pre-activations at F [B, NB, H, C, hidden]. k, target and pre carry no
+    gradient: they only choose the step size.
     """
-    gamma = log_alpha.to(layers[0].dtype).sum(-1).exp()[..., None, None]  # [B, NB, H, 1, 1]
-    w2, w1 = (w0 + gamma * (w - w0) for w, w0 in zip(layers, init))  # F: the forgetting alone
-    d2, d1 = after[0] - w2, after[1] - w1
-    k1 = k.unsqueeze(1).to(w2.dtype)  # [B, 1, H, C, dh]
-    target = target.to(w2.dtype)
-    p0, dp = k1 @ _t(w2), k1 @ _t(d2)  # [B, NB, H, C, hidden]
-    start = 0.5 * (k1 + gelu(p0) @ _t(w1) - target).square().sum((-1, -2))  # [B, NB, H]
-    scales = torch.tensor(GUARD_SCALES, dtype=w2.dtype, device=w2.device)[:, None, None, None, None, None]
-    act = gelu(p0 + scales * dp)  # [S, B, NB, H, C, hidden]
-    trial_w1 = w1 + scales * d1  # [S, B, NB, H, dh, hidden]
-    err = k1 + act @ _t(trial_w1) - target
-    ok = 0.5 * err.square().sum((-1, -2)) <= start  # [S, B, NB, H]
-    for w, d, w0 in zip((w2, w1), (d2, d1), init):
-        dev = (w - w0) + scales * d  # [S, B, NB, H, out, in]
-        ok = ok & (dev.square().sum((-1, -2)).sqrt() <= TRUST_RADIUS * w.shape[-2] ** 0.5)
+
+    forgotten: tuple[Tensor, ...]
+    writes: tuple[Tensor, ...]
+    k: Tensor
+    target: Tensor
+    pre: Tensor
+
+
+def pending_write(chunks: list[DeltaChunk], init: tuple[Tensor, ...], found: Targets, k: Tensor) -> PendingWrite:
+    """The safeguard's inputs from an MLP chunk's writes: F2 k_t = W2_c k_t - (1 - gamma_C)
+    D2_0 k_t reuses the products of the targets and the write."""
+    first = chunks[0]
+    with torch.no_grad():
+        pre = found.pre - first.decay.spent[..., -1:, None] * first.base_d0
+    return PendingWrite(
+        tuple(w0 + c.forgotten() for w0, c in zip(init, chunks)),
+        tuple(c.written for c in chunks),
+        k.detach(),
+        found.target.detach(),
+        pre,
+    )
+
+
+@torch.no_grad()
+def guard_scale(pending: PendingWrite, init: tuple[Tensor, ...]) -> Tensor:
+    """The largest s in GUARD_SCALES (else 0) that raises neither the written pairs' error
+    nor any layer's distance from M_0 past the trust region: [B, NB, H].
+
+    The scales are tried largest first; on the CPU the smaller ones only while some
+    memory still has none (one sync per chunk, free there; a GPU tries them all, no
+    sync). |F - M_0 + s Delta|^2 is expanded in s, so each scale's trust region costs
+    three numbers per layer, not a copy of the weights. It runs eager: compiled, it took
+    3% off the compiled memory's forward + backward (1 thread, hope_multihead's memory,
+    8 frames), for a second compilation and a graph break at the early stop.
+    """
+    (f2, f1), (d2, d1) = pending.forgotten, pending.writes
+    dtype = f2.dtype
+    k1 = pending.k.unsqueeze(1).to(dtype)  # [B, 1, H, C, dh]
+    target, pre = pending.target.to(dtype), pending.pre.to(dtype)
+
+    def error(act: Tensor, w1: Tensor) -> Tensor:  # sum over the chunk of 1/2 |M(k_t) - v_hat_t|^2
+        return 0.5 * (k1 + act @ _t(w1) - target).square().sum((-1, -2))
+
+    start = error(gelu(pre), f1)  # [B, NB, H]
+    moved = k1 @ _t(d2)  # Delta2 k_t [B, NB, H, C, hidden]
+    terms = []
+    for f, d, w0 in zip((f2, f1), (d2, d1), init):
+        a = f - w0.to(dtype)
+        terms.append((a.square().sum((-1, -2)), 2 * (a * d).sum((-1, -2)), d.square().sum((-1, -2)),
+                      TRUST_RADIUS**2 * f.shape[-2]))
     chosen = torch.zeros_like(start)
-    for i in reversed(range(len(GUARD_SCALES))):  # the largest passing scale is set last
-        chosen = torch.where(ok[i], scales[i, ..., 0, 0, 0], chosen)
-    return tuple(w + chosen[..., None, None] * d for w, d in zip((w2, w1), (d2, d1)))
+    undecided = torch.ones_like(start, dtype=torch.bool)
+    for scale in GUARD_SCALES:
+        ok = undecided & (error(gelu(pre + scale * moved), f1 + scale * d1) <= start)
+        for aa, ad, dd, radius in terms:
+            ok = ok & (aa + scale * ad + scale * scale * dd <= radius)
+        chosen = torch.where(ok, scale, chosen)
+        undecided = undecided & ~ok
+        if k1.device.type == "cpu" and not bool(undecided.any()):
+            break
+    return chosen
+
+
+def guard_write(pending: PendingWrite, init: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The state an MLP chunk carries out: F + s Delta, s from guard_scale (differentiable in
+    F and Delta; s itself is a choice)."""
+    scale = guard_scale(pending, init)[..., None, None]
+    return tuple(f + scale * d for f, d in zip(pending.forgotten, pending.writes))
 
 
 def read_memory_box(chunks: list[DeltaChunk], init: tuple[Tensor, ...], q: Tensor) -> Tensor:
     """o_t = M_memory,t-1(q_t) through the memory box's chunk, layer by layer: q [B, H, C, dh]."""
     with torch.autocast(q.device.type, enabled=False):
-        dtype = chunks[0].d.dtype
+        dtype = chunks[0].d0.dtype
         q = q.to(dtype)
         m0 = [w[-1].to(dtype) for w in init]
         if len(chunks) == 2:
@@ -374,9 +461,11 @@ def _chunk_step(
     cfg: TitanConfig,
     update: bool,
     dilation: int,
-) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, Tensor, Tensor], Tensor | None]:
-    """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1, detached stats
-    and the short convolutions' history after the chunk (None without them).
+) -> tuple[Tensor, tuple[Tensor, ...] | PendingWrite, tuple[Tensor, Tensor, Tensor], Tensor | None]:
+    """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1 (an MLP
+    memory's write as a PendingWrite, which guard_write settles outside the step, so
+    that a recomputed chunk does not choose again), detached stats and the short
+    convolutions' history after the chunk (None without them).
 
     tensors: the state's layers [B, NB, H, out, in], then M_0's [NB, H, out, in].
     """
@@ -386,8 +475,10 @@ def _chunk_step(
     nb = len(cfg.boxes)
     xh = F.normalize(x.reshape(batch, size, heads, head_dim), dim=-1).transpose(1, 2)  # [B, H, C, dh]
 
-    # readouts of x_t by every memory but M_memory, all at W_c
-    r = _read(tuple(w[:, :-1] for w in layers), xh.unsqueeze(1))  # [B, NB-1, H, C, dh]
+    # readouts of x_t by M_k, M_v (and M_q), and the rates from M_eta, M_alpha, all at W_c
+    read = nb - 3  # the memories read in full
+    r = _read(tuple(w[:, :read] for w in layers), xh.unsqueeze(1))  # [B, 2 or 3, H, C, dh]
+    logits = _rate_logits(tuple(w[:, read:-1] for w in layers), xh, torch.stack([eta_proj, alpha_proj]))
     k, v = r[:, 0], r[:, 1]  # [B, H, C, dh]
     if q_weight is None:
         q = r[:, 2]
@@ -398,20 +489,16 @@ def _chunk_step(
         mixed, history = causal_conv(torch.stack([q, k, v], dim=1), history, conv_weight, dilation)
         q, k, v = mixed.unbind(1)
     k, v, q = (F.normalize(t, dim=-1) for t in (k, v, q))
-    eta_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -2], eta_proj) + eta_bias[..., None]
-    alpha_logit = torch.einsum("bhcd,nhd->bnhc", r[:, -1], alpha_proj) + alpha_bias[..., None]
-    eta = cfg.eta_bound * torch.sigmoid(eta_logit)  # [B, NB, H, C]
-    log_alpha = F.logsigmoid(alpha_logit)  # [B, NB, H, C]
+    eta = cfg.eta_bound * torch.sigmoid(logits[:, 0] + eta_bias[..., None])  # [B, NB, H, C]
+    log_alpha = F.logsigmoid(logits[:, 1] + alpha_bias[..., None])  # [B, NB, H, C]
     found = chunk_targets(layers, k, v, cfg)
     loss = found.loss
 
     if update:
-        new, chunks = write_chunk(
-            layers, init, found.keys, found.taus, eta, log_alpha, cfg, found.keys_w, found.factors
-        )
+        new, chunks = write_chunk(layers, init, found, eta, log_alpha, cfg)
         y = read_memory_box(chunks, init, q)
         if cfg.kind == "mlp":
-            new = guard_write(layers, new, init, log_alpha, k, found.target)
+            new = pending_write(chunks, init, found, k)
     else:
         new = layers
         y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
@@ -454,6 +541,8 @@ def titan_chunked(
                 y, new, stats, history = checkpoint(step, *args, use_reentrant=False)
             else:
                 y, new, stats, history = step(*args)
+            if isinstance(new, PendingWrite):
+                new = guard_write(new, gates.initial_layers)
             diag.add_rates(*stats)
             diag.add_update(layers, new)
             layers = tuple(new)

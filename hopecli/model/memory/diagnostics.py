@@ -18,7 +18,9 @@ from torch import Tensor
 
 def _per_sample_norm(layers: tuple[Tensor, ...]) -> Tensor:
     """Frobenius norm of every memory per sample: layers [B, NB, ...] -> [B, NB]."""
-    return torch.sqrt(sum(w.double().square().flatten(2).sum(-1) for w in layers))
+    # one pass per layer, summed in float64 without a float64 copy of the weights
+    return torch.sqrt(sum(torch.linalg.vector_norm(w.flatten(2), dim=-1, dtype=torch.float64).square()
+                          for w in layers))
 
 
 class DiagnosticsAccumulator:
