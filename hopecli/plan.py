@@ -221,7 +221,7 @@ def plan_to_goal(
 
 
 @torch.no_grad()
-def sequence_energies(
+def score_sequences(
     model: Predictor,
     features: Tensor,
     actions: Tensor,
@@ -231,38 +231,25 @@ def sequence_energies(
     *,
     frames_per_step: int = 1,
     state: PredictorState | None = None,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, Tensor]]:
     """The energy (as CEM scores it) of named action sequences [H, A] from the last context
-    step: did the planned actions get closer to the goal than, say, the clip's own or none?
+    step, and the same per patch: did the planned actions get closer to the goal than, say,
+    the clip's own or none? One rollout of the context and of every sequence gives both.
 
     features [k, P, D_in] (layer-normed), actions [k, A], states [k, S] of the context, as
-    plan_to_goal takes them; every sequence must have the same length H.
+    plan_to_goal takes them; every sequence must have the same length H. Returns
+    ({name: energy}, {name: [P]}), the second the mean L1 of each patch of the last
+    predicted step to the goal's; the patches pair two sequences for the plan's verdict.
     """
-    if features.shape[0] > 1:
-        state = model(features[None, :-1], actions[None, :-1], states[None, :-1], state=state).state
-    energy = rollout_energy(model, state, features[-1], states[-1], goal, frames_per_step)
-    values = energy(torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()]))
-    return dict(zip(sequences, values.tolist()))
-
-
-@torch.no_grad()
-def sequence_patch_energies(
-    model: Predictor,
-    features: Tensor,
-    actions: Tensor,
-    states: Tensor,
-    goal: Tensor,
-    sequences: dict[str, Tensor],
-    *,
-    frames_per_step: int = 1,
-    state: PredictorState | None = None,
-) -> dict[str, Tensor]:
-    """sequence_energies per patch: {name: [P]} mean L1 of each patch of the last predicted
-    step to the goal's (layer-normed); their mean over patches is the sequence's energy.
-    The patches pair two sequences' energies for the paired test of the plan's verdict."""
     if features.shape[0] > 1:
         state = model(features[None, :-1], actions[None, :-1], states[None, :-1], state=state).state
     seqs = torch.stack([seq.to(features.device, torch.float32) for seq in sequences.values()])  # [N, H, A]
     z = roll_out_last(model, state, features[-1], states[-1], seqs, frames_per_step)
     per_patch = (normalize_features(z) - normalize_features(goal)).abs().mean(-1)  # [N, P]
-    return dict(zip(sequences, per_patch.cpu()))
+    return dict(zip(sequences, goal_energy(z, goal).tolist())), dict(zip(sequences, per_patch.cpu()))
+
+
+def sequence_energies(model: Predictor, features: Tensor, actions: Tensor, states: Tensor, goal: Tensor,
+                      sequences: dict[str, Tensor], **kwargs) -> dict[str, float]:
+    """score_sequences' energies alone: {name: energy}."""
+    return score_sequences(model, features, actions, states, goal, sequences, **kwargs)[0]

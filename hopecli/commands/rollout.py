@@ -217,23 +217,21 @@ def _compare_energies(run, model, state, clip, context, z, a, s, goal, planned, 
     (energies, verdicts)."""
     import torch
 
-    from hopecli.plan import sequence_energies, sequence_patch_energies
+    from hopecli.plan import score_sequences
     from hopecli.verdict import compare
 
     sequences = {"planned": torch.tensor(planned), "zero": torch.zeros(horizon, a.shape[1])}
     own = clip.actions[context - 1 : context - 1 + horizon]
     if len(own) == horizon:
         sequences["own"] = torch.from_numpy(own)
-    energies = sequence_energies(model, z[:context], a[:context], s[:context], goal.to(run.device), sequences,
-                                 frames_per_step=run.frames_per_step, state=state)
+    energies, per_patch = score_sequences(model, z[:context], a[:context], s[:context], goal.to(run.device),
+                                          sequences, frames_per_step=run.frames_per_step, state=state)
     err.print(f"energy after {horizon} step(s) from step {context - 1} (L1 to the goal; lower is closer):",
               highlight=False)
     for key in ("planned", "own", "zero"):
         value = f"{energies[key]:.6f}" if key in energies else f"- (the clip has fewer than {horizon} actions left)"
         err.print(f"  {ENERGY_LABELS[key] + ':':<24} {value}", highlight=False)
     others = [k for k in ("own", "zero") if k in energies]
-    per_patch = sequence_patch_energies(model, z[:context], a[:context], s[:context], goal.to(run.device),
-                                        sequences, frames_per_step=run.frames_per_step, state=state)
     verdicts = {}
     for key in others:
         versus = compare(per_patch["planned"].tolist(), per_patch[key].tolist(), ENERGY_LABELS[key])
