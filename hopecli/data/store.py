@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -165,14 +166,15 @@ def _build(folder: Path, attrs: dict[str, Any], steps: int, dim: int, compressio
     group.create_array("done", shape=(0,), chunks=(1,), dtype=bool, fill_value=False)
 
 
-def _read_file_into(path: Path, out: np.ndarray) -> bool:
-    """Whether `path` held exactly out.nbytes bytes, now in `out` (False: missing or other size)."""
+def _read_file_into(path: Path, out: np.ndarray) -> bool | None:
+    """Whether `path` held exactly out.nbytes bytes, now in `out` (False: another size; None:
+    no such file)."""
     try:
         with open(path, "rb", buffering=0) as f:
             n = f.readinto(memoryview(out).cast("B"))
             return n == out.nbytes and not f.read(1)
     except FileNotFoundError:
-        return False
+        return None
 
 
 def _finite_rows(values: np.ndarray) -> np.ndarray:
@@ -194,6 +196,11 @@ class FeatureStore:
         self._warned = False  # about clips not marked done
         self.finite_checked: set[int] = set()  # clips read and found finite since opening
         self._arrays: dict[str, zarr.Array] = {}  # the read path's open arrays
+        # read_into's copy of the actions and states of every clip it has read, [n, T, k] each,
+        # and which rows hold one: after a clip's first read its small arrays cost no Zarr call
+        self._small: dict[str, np.ndarray] = {}
+        self._small_read = np.zeros(0, dtype=bool)
+        self._small_lock = threading.Lock()  # the training loader reads in a thread beside validation
 
     # -- opening ---------------------------------------------------------------------
 
@@ -400,28 +407,37 @@ class FeatureStore:
         """Clips `indices` written straight into the given arrays ([B, T, P, D] float16,
         [B, T, A] and [B, T, S] float32, C-contiguous), in that order, without intermediate
         copies; `map(fn, range(B))` reads the features clip by clip (pass a thread pool's map
-        to read several at once). The first read of each clip since the store was opened
-        checks that it is finite: NonFiniteError naming the store and the clip.
+        to read several at once).
 
         An uncompressed features chunk is one file of raw little-endian float16 (the Zarr v3
         `bytes` codec alone), read with one readinto, releasing the GIL; other codecs go
         through Zarr. A chunk file that is missing (Zarr would read zeros) or does not decode
-        is a DamagedStoreError naming the clip and the file.
+        is a DamagedStoreError naming the clip and the file. A clip's actions and states are
+        read through Zarr once, at its first read since the store was opened, and kept (a
+        Zarr call costs milliseconds, about as long as reading a clip's 4 MiB of features);
+        that first read also checks that the clip is finite: NonFiniteError naming the store
+        and the clip.
         """
         idx = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        for i in idx:  # clip by clip, features first, as read_batch
-            for name in PER_CLIP:
-                if self._missing_is_damage(name) and not self.chunk_file(name, int(i)).is_file():
-                    raise self._damage(int(i), name, "is missing")
-        for name, out in (("actions", actions), ("states", states)):  # small: one read each
-            out[order] = self._read(name, idx[order], self._read_array(name, int(idx.max(initial=0))))
-        raw = self._raw_chunks(int(idx.max(initial=0)))
-        features_array = self._read_array("features", int(idx.max(initial=0)))
+        last = int(idx.max(initial=0))
+        with self._small_lock:
+            self._read_small(idx)
+            actions[:] = self._small["actions"][idx]
+            states[:] = self._small["states"][idx]
+        raw = self._raw_chunks(last)
+        features_array = self._read_array("features", last)
 
         def one(k: int) -> None:
             i = int(idx[k])
-            if raw is None or not _read_file_into(raw(i), features[k]):
+            if raw is not None:
+                got = _read_file_into(raw(i), features[k])
+                if got is None:
+                    raise self._damage(i, "features", "is missing")
+            else:
+                got = False
+                if not self.chunk_file("features", i).is_file():
+                    raise self._damage(i, "features", "is missing")
+            if not got:  # compressed, or a raw file of another size: Zarr decodes or says why not
                 try:
                     features_array.get_basic_selection(i, out=NDBuffer.from_numpy_array(features[k]))
                 except Exception as e:  # codec errors are plain RuntimeError / ValueError
@@ -432,6 +448,33 @@ class FeatureStore:
 
         for _ in map(one, range(len(idx))):
             pass
+
+    def _read_small(self, idx: np.ndarray) -> None:
+        """Read the actions and states of the clips of `idx` not read before into _small."""
+        end = int(idx.max(initial=-1)) + 1
+        if end > len(self._small_read):  # the first read, or a writer has grown the store
+            grown = max(end, len(self._small_read) * 2)
+            self._small_read = np.concatenate([self._small_read, np.zeros(grown - len(self._small_read), bool)])
+            for name in ("actions", "states"):
+                array = self._read_array(name, end - 1)
+                old = self._small.get(name)
+                self._small[name] = np.zeros((grown, *array.shape[1:]), dtype=np.float32)
+                if old is not None:
+                    self._small[name][: len(old)] = old
+        new = np.unique(idx[~self._small_read[idx]])
+        if not len(new):
+            return
+        for i in new:  # clip by clip, features first, as read_batch
+            for name in PER_CLIP:
+                if self._missing_is_damage(name) and not self.chunk_file(name, int(i)).is_file():
+                    raise self._damage(int(i), name, "is missing")
+        for name in ("actions", "states"):
+            self._small[name][new] = self._read(name, new, self._read_array(name, int(new[-1])))
+        self._small_read[new] = True
+
+    def clip_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of one clip's features, actions and states ([T, P, D], [T, A], [T, S])."""
+        return {name: tuple(self._read_array(name, 0).shape[1:]) for name in PER_CLIP}
 
     def _raw_chunks(self, index: int) -> Callable[[int], Path] | None:
         """clip index -> the file of its features chunk, when that file holds the raw

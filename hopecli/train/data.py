@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -115,13 +116,13 @@ def read_batch(store, indices: Sequence[int], *, threads: int | None = None) -> 
     NonFiniteError naming the store and the clip (FeatureStore.read_into).
     """
     B = len(indices)
-    _, T, P, D = store.group["features"].shape
-    A, S = store.group["actions"].shape[-1], store.group["states"].shape[-1]
-    features = torch.empty(B, T, P, D, dtype=torch.float16)
-    actions = torch.empty(B, T, A, dtype=torch.float32)
-    states = torch.empty(B, T, S, dtype=torch.float32)
+    shapes = store.clip_shapes()
+    # numpy's allocator asks the kernel for huge pages on large arrays: reading into a fresh
+    # torch.empty batch spent most of its time faulting in 4 KiB pages (1.8 against 4.1 GB/s
+    # into numpy's, 1 thread, 4 MiB clips, page cache warm)
+    out = (np.empty((B, *shapes["features"]), dtype=np.float16), np.empty((B, *shapes["actions"]), dtype=np.float32),
+           np.empty((B, *shapes["states"]), dtype=np.float32))
     threads = READ_THREADS if threads is None else threads
-    out = features.numpy(), actions.numpy(), states.numpy()
     if threads <= 1 or B <= 1:
         store.read_into(indices, *out)
     elif threads >= READ_THREADS:
@@ -129,7 +130,7 @@ def read_batch(store, indices: Sequence[int], *, threads: int | None = None) -> 
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             store.read_into(indices, *out, map=pool.map)
-    return Batch(features, actions, states)
+    return Batch(*(torch.from_numpy(a) for a in out))
 
 
 def prefetch(store, index_lists: Iterator[Sequence[int]]) -> Iterator[Batch]:

@@ -79,3 +79,25 @@ def test_a_non_finite_clip_is_named_on_its_first_read_and_each_clip_is_checked_o
     with pytest.raises(NonFiniteError, match=r"clip 'b/clip1.mp4#0' \(index 4\) has NaN or infinite features"):
         read_batch(store, [2, 4])
     assert 4 not in store.finite_checked
+
+
+def test_actions_and_states_are_read_through_zarr_once_per_clip_and_follow_a_grown_store(tmp_path, monkeypatch):
+    path = make_store(tmp_path / "s.zarr", {"a": 3})
+    store = FeatureStore.open(path)
+    calls = []
+    zarr_read = store._read
+    monkeypatch.setattr(store, "_read", lambda name, idx, array=None: calls.append(name) or zarr_read(name, idx, array))
+    read_batch(store, [2, 0], threads=1)
+    assert sorted(calls) == ["actions", "states"]
+    again = read_batch(store, [0, 2, 0], threads=2)
+    assert len(calls) == 2  # kept since the first read
+    make_store(path, {"b": 2}, seed=1)  # a writer appends two clips to the open store
+    grown = read_batch(store, [4, 0], threads=1)
+    assert len(calls) == 4  # the new clip's only
+    fresh = FeatureStore.open(path)
+    for batch, order in ((again, [0, 2, 0]), (grown, [4, 0])):
+        for row, i in enumerate(order):
+            want = fresh.read(i)
+            np.testing.assert_array_equal(batch.actions[row].numpy(), want.actions)
+            np.testing.assert_array_equal(batch.states[row].numpy(), want.states)
+            np.testing.assert_array_equal(batch.features[row].numpy(), want.features)
