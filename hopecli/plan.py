@@ -128,7 +128,8 @@ def roll_out_last(model: Predictor, state: PredictorState | None, frame: Tensor,
     z = frame.expand(n, *frame.shape)  # [N, P, D]
     s = robot_state.expand(n, *robot_state.shape)  # [N, S]
     for h in range(horizon):
-        out = model(z[:, None], actions[:, h, None], s[:, None], state=st)
+        # the last step's state is dropped: its memories make only the writes its output reads
+        out = model(z[:, None], actions[:, h, None], s[:, None], state=st, keep_state=h + 1 < horizon)
         z = normalize_features(out.pred[:, -1])
         s = next_states(s, actions[:, h], frames_per_step)
         st = out.state

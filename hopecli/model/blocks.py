@@ -36,6 +36,7 @@ class SequenceContext:
     attn_mask: Tensor | None  # [L, L_seen + L] bool, True = may attend; None = all visible
     chunk_size: int  # memory chunk in tokens
     update_memory: bool  # False freezes the memories (ablation)
+    keep_state: bool = True  # False: the caller drops the state after these tokens (PredictorOutput.state None)
     rope: RopeTables | None = field(default=None, compare=False)  # of positions, shared by the T blocks
 
 
@@ -100,7 +101,8 @@ class HopeBlock(nn.Module):
         self, x: Tensor, ctx: SequenceContext, state: TitanState | None = None
     ) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
         y, state, diag = self.memory(
-            self.norm1(x), state=state, chunk_size=ctx.chunk_size, update=ctx.update_memory
+            self.norm1(x), state=state, chunk_size=ctx.chunk_size, update=ctx.update_memory,
+            keep_state=ctx.keep_state,
         )
         x = x + self.drop_path(self.proj(y))
         x, cms_diag = self.cms(x)

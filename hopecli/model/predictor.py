@@ -47,7 +47,7 @@ class PredictorState:
 @dataclass
 class PredictorOutput:
     pred: Tensor  # [B, T, P, D_in]
-    state: PredictorState
+    state: PredictorState | None  # None when called with keep_state=False
     diagnostics: dict[str, Tensor]  # scalars, "block{i}/titan/{box}/..." etc.
 
 
@@ -99,12 +99,16 @@ class Predictor(nn.Module):
         target_step: Tensor | None = None,
         state: PredictorState | None = None,
         update_memory: bool = True,
+        keep_state: bool = True,
     ) -> PredictorOutput:
         """features [B, T, P, D_in], actions [B, T, A], states [B, T, S] -> PredictorOutput.
 
         target_step: LongTensor [B] of absolute steps for jump prediction, or None for
         teacher forcing. state: the state a previous call returned, to continue a stream.
         update_memory: False freezes the Titan memories (their state passes through).
+        keep_state: False when nothing continues from this call (the last step of a
+        planning rollout): the memories skip the writes only a later call would read, the
+        same predictions come back, and the output's state is None.
         """
         cfg = self.config
         B, T = self._check_inputs(features, actions, states, target_step, state)
@@ -131,6 +135,7 @@ class Predictor(nn.Module):
             attn_mask=block_causal_mask(T, N, offset, device) if has_attention else None,
             chunk_size=cfg.memory_chunk_size,
             update_memory=update_memory,
+            keep_state=keep_state,
             rope=RopeTables(positions) if has_attention else None,
         )
         new_states = []
@@ -144,7 +149,8 @@ class Predictor(nn.Module):
         pred = self.predictor_proj(self.predictor_norm(x))  # [B, T, P, D_in]
         if cfg.predict_change:  # the head gives the change from the step it reads
             pred = pred + features.to(pred.dtype)
-        return PredictorOutput(pred, PredictorState(tuple(new_states), offset + T), diagnostics)
+        new = PredictorState(tuple(new_states), offset + T) if keep_state else None
+        return PredictorOutput(pred, new, diagnostics)
 
     def _check_inputs(
         self,

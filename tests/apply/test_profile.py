@@ -99,3 +99,19 @@ def test_gpu_profile_uses_events_and_reports_peak_memory():
     assert list(profile.components_ms) == _expected("HH")
     assert profile.peak_memory_mib["forward"] > 0
     assert profile.peak_memory_mib["train_step"] >= profile.peak_memory_mib["forward"]
+
+
+def test_planning_flops_count_the_attention_over_the_context():
+    """A candidate step of vit_tiny attends to every context step's keys, so its planning
+    FLOPs grow with the context (CPU attention counted), while hope_tiny's memories hold a
+    fixed-size state: the same FLOPs whatever the context's length."""
+    def plan_gflop(preset: str, frames: int) -> float:
+        torch.manual_seed(0)
+        model = build_predictor(preset, **SHAPES)
+        cfg = ProfileConfig(batch_size=1, frames=frames, warmup=0, repeats=1, device="cpu", plan_samples=4,
+                            plan_iterations=1)
+        return profile_model(preset, model, cfg).plan_gflop
+
+    short, long = plan_gflop("vit_tiny", 2), plan_gflop("vit_tiny", 6)
+    assert long > short * 1.05
+    assert plan_gflop("hope_tiny", 6) == pytest.approx(plan_gflop("hope_tiny", 2), rel=1e-9)

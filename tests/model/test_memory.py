@@ -447,6 +447,37 @@ def test_state_carry_equals_one_pass(impl: str) -> None:
     assert end.step.tolist() == state.step.tolist() == [LENGTH] * BATCH
 
 
+@pytest.mark.parametrize(
+    "case, overrides",
+    [(CASES[0], {}), (CASES[3], {"memory_target": "value", "conv_size": 2, "conv_axis": "sequence"}),
+     (CASES[6], {})],
+    ids=["mlp-dgd", "mlp-gd-value-conv", "linear-dgd"],
+)
+@pytest.mark.parametrize("length", [LENGTH, 60])
+def test_dropping_the_state_keeps_the_readouts_and_spares_the_writes(case: Case, overrides: dict,
+                                                                      length: int) -> None:
+    """keep_state=False (the last step of a planning rollout): the same readouts, no state,
+    and fewer FLOPs, the last chunk making only the memory box's write."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    titan = make(case, **overrides)
+    x = inputs(length)
+    with torch.no_grad():
+        start = titan(inputs(7, seed=3), chunk_size=5)[1]  # a state that is not M_0
+        flops = {}
+        for keep in (True, False):
+            with FlopCounterMode(display=False) as counter:
+                y, state, diag = titan(x, start, chunk_size=20, keep_state=keep)
+            flops[keep] = counter.get_total_flops()
+            if keep:
+                y_kept = y
+        y_ref, state_ref, diag_ref = titan(x, start, chunk_size=20, impl="naive", keep_state=False)
+    assert state is None and diag == {} and state_ref is None and diag_ref == {}
+    assert rel_rms(y, y_kept) < 1e-13
+    assert rel_rms(y_ref, y_kept) < 1e-12
+    assert flops[False] < flops[True]
+
+
 @pytest.mark.parametrize("impl", ["chunked", "naive"])
 def test_update_false_freezes_the_state(impl: str) -> None:
     titan = make(Case("linear", "dgd", 3, False))

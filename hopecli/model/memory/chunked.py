@@ -461,11 +461,16 @@ def _chunk_step(
     cfg: TitanConfig,
     update: bool,
     dilation: int,
-) -> tuple[Tensor, tuple[Tensor, ...] | PendingWrite, tuple[Tensor, Tensor, Tensor], Tensor | None]:
+    keep: bool = True,
+) -> tuple[Tensor, tuple[Tensor, ...] | PendingWrite | None, tuple[Tensor, Tensor, Tensor] | None, Tensor | None]:
     """One chunk x [B, C, D] from W_c = layers; returns y [B, C, D], W_c+1 (an MLP
     memory's write as a PendingWrite, which guard_write settles outside the step, so
     that a recomputed chunk does not choose again), detached stats and the short
     convolutions' history after the chunk (None without them).
+
+    keep False: nothing after this chunk reads the state, so of the writes only the memory
+    box's is made, the one its output reads inside the chunk (the other five memories are
+    read at W_c); W_c+1 and the stats are None. The output is the same.
 
     tensors: the state's layers [B, NB, H, out, in], then M_0's [NB, H, out, in].
     """
@@ -491,6 +496,13 @@ def _chunk_step(
     k, v, q = (F.normalize(t, dim=-1) for t in (k, v, q))
     eta = cfg.eta_bound * torch.sigmoid(logits[:, 0] + eta_bias[..., None])  # [B, NB, H, C]
     log_alpha = F.logsigmoid(logits[:, 1] + alpha_bias[..., None])  # [B, NB, H, C]
+    if update and not keep:  # the memory box's write alone (docstring)
+        box = slice(-1, None)
+        layers, init = tuple(w[:, box] for w in layers), tuple(w[box] for w in init)
+        found = chunk_targets(layers, k, v, cfg)
+        _, chunks = write_chunk(layers, init, found, eta[:, box], log_alpha[:, box], cfg)
+        y = read_memory_box(chunks, init, q).transpose(1, 2).reshape(batch, size, dim)
+        return y, None, None, None
     found = chunk_targets(layers, k, v, cfg)
     loss = found.loss
 
@@ -518,8 +530,13 @@ def titan_chunked(
     *,
     chunk_size: int,
     update: bool,
-) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
-    """Same signature and result as naive.titan_naive, batched over memories, heads and batch."""
+    keep_state: bool = True,
+) -> tuple[Tensor, TitanState | None, dict[str, Tensor]]:
+    """Same signature and result as naive.titan_naive, batched over memories, heads and batch.
+
+    keep_state False: the caller does not need the state after x (the last step of a
+    planning rollout), so the last chunk makes only the writes its output reads
+    (_chunk_step's keep); the state and the diagnostics come back None and empty."""
     length = x.shape[1]
     # the initial state is M_0 expanded over the batch (stride 0); one layout for every
     # chunk keeps the compiled step from compiling a second time for the first chunk
@@ -537,6 +554,9 @@ def titan_chunked(
     with torch.autocast(x.device.type, enabled=False):
         for start in range(0, length, chunk_size):
             args = (x[:, start : start + chunk_size], *gate_args, history, *layers, *gates.initial_layers)
+            if not keep_state and update and start + chunk_size >= length:
+                ys.append(step(*args, keep=False)[0])
+                return torch.cat(ys, dim=1), None, {}
             if recompute:
                 y, new, stats, history = checkpoint(step, *args, use_reentrant=False)
             else:

@@ -209,8 +209,11 @@ def titan_naive(
     *,
     chunk_size: int,
     update: bool,
-) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
-    """Readouts y [B, L, D], the state after the sequence, diagnostics (module docstring)."""
+    keep_state: bool = True,
+) -> tuple[Tensor, TitanState | None, dict[str, Tensor]]:
+    """Readouts y [B, L, D], the state after the sequence, diagnostics (module docstring);
+    keep_state False returns None and no diagnostics in their place (the readouts are the
+    same: the reference computes every write anyway)."""
     batch, length, _ = x.shape
     heads, head_dim = cfg.heads, cfg.head_dim
     boxes = cfg.boxes
@@ -283,4 +286,6 @@ def titan_naive(
     if history is not None:  # the last W raw readouts, whether or not the memories wrote
         width = state.conv.shape[3]
         conv = torch.stack(history[len(history) - width :], dim=3) if width else state.conv
+    if not keep_state:
+        return y, None, {}
     return y, TitanState(layers, step, conv), diag.result(layers)

@@ -90,12 +90,15 @@ class SelfModifyingTitan(nn.Module):
         chunk_size: int,
         update: bool = True,
         impl: str = "chunked",
-    ) -> tuple[Tensor, TitanState, dict[str, Tensor]]:
+        keep_state: bool = True,
+    ) -> tuple[Tensor, TitanState | None, dict[str, Tensor]]:
         """x [B, L, D] -> readouts y [B, L, D], the state after x, diagnostics.
 
         state None starts from init_state; chunk_size tokens share one memory state and
         write it at the chunk's end (naive.py defines the semantics); update=False reads
         only and returns the state unchanged (ablation); impl "naive" is the reference.
+        keep_state=False: the state after x is not wanted (None comes back, with no
+        diagnostics), which spares the last chunk every write its readouts do not read.
         """
         if x.dim() != 3 or x.shape[-1] != self.cfg.dim or x.shape[1] < 1:
             raise ValueError(f"x must be [B, L >= 1, {self.cfg.dim}], got shape {tuple(x.shape)!r}")
@@ -121,4 +124,4 @@ class SelfModifyingTitan(nn.Module):
             self.conv_weight,
             self.dilation,
         )
-        return IMPLS[impl](x, state, gates, self.cfg, chunk_size=chunk_size, update=update)
+        return IMPLS[impl](x, state, gates, self.cfg, chunk_size=chunk_size, update=update, keep_state=keep_state)
