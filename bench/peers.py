@@ -9,7 +9,11 @@ Same input for every case: batch x (frames x 258 tokens), width 384, 6 heads of 
 258 (one frame), fp32 on the CPU (bf16 autocast on a GPU):
 
     hope H        SelfModifyingTitan with hope_multihead's memory: six MLP memories
-                  (M_k, M_v, M_q, M_eta, M_alpha, M_memory), exact in-chunk writes
+                  (M_k, M_v, M_q, M_eta, M_alpha, M_memory), exact in-chunk writes; each
+                  chunk recomputed in the backward (checkpoint_chunks, the preset's choice)
+    hope H kept   the same with every chunk's activations kept for the backward, as
+                  titans-pytorch keeps its own (about 155 MB a chunk of 258 tokens and a
+                  sample, compiled)
     titans        titans_pytorch.NeuralMemory(dim 384, 6 heads of 64, chunk 258): one MLP
                   memory with summed chunk gradients
     hope L        the same block's linear memory (rule gd, the gated delta rule), 6 memories
@@ -56,8 +60,9 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 WIDTH, HEADS, N = 384, 6, 258
 
 
-def hope_case(letter: str, x: torch.Tensor):
+def hope_case(letter: str, x: torch.Tensor, kept: bool = False):
     cfg = preset_config("hope_multihead").memory_config(letter)
+    cfg.checkpoint_chunks = cfg.checkpoint_chunks and not kept
     memory = SelfModifyingTitan(cfg, frame_tokens=N).to(x.device)
     return memory, lambda: memory(x, chunk_size=N)[0], 6
 
@@ -86,7 +91,8 @@ def fla_case(x: torch.Tensor):
     return proj, forward, 1
 
 
-CASES = {"hope H": lambda x: hope_case("H", x), "titans": titans_case,
+CASES = {"hope H": lambda x: hope_case("H", x), "hope H kept": lambda x: hope_case("H", x, kept=True),
+         "titans": titans_case,
          "hope L": lambda x: hope_case("L", x), "fla GDN": fla_case}
 
 
@@ -156,9 +162,9 @@ def run_shape(names, batch: int, frames: int, args, device, bf16: bool) -> list[
                      "gflop": case.flops / 1e9, "gflops_per_s": case.flops / median / 1e9,
                      "first_call_s": case.first})
         err.print(f"{rows[-1]['case']} {batch} x {frames} frames: {median:.2f} s", highlight=False)
-    titans = {r["case"].replace("titans", ""): r["per_memory_s"] for r in rows if r["case"].startswith("titans")}
+    titans = {r["case"].endswith(" compiled"): r["per_memory_s"] for r in rows if r["case"].startswith("titans")}
     for r in rows:
-        base = titans.get(r["case"].replace("hope H", "").replace("hope L", "").replace("fla GDN", ""))
+        base = titans.get(r["case"].endswith(" compiled"))
         r["per_memory_x_titans"] = r["per_memory_s"] / base if base else None
     return rows
 

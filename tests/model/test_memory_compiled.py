@@ -72,7 +72,7 @@ def assert_same(got, want, tol: float) -> None:
 
 def fresh_step(monkeypatch, compiler=None) -> CompiledStep:
     torch._dynamo.reset()
-    step = CompiledStep(chunked._chunk_step, compiler)
+    step = CompiledStep(chunked._step, compiler)
     monkeypatch.setattr(chunked, "COMPILED_STEP", step)
     return step
 
@@ -193,6 +193,38 @@ def test_backward_check_leaves_a_checkpointed_run_unchanged(monkeypatch):
     got = run(titan, "on")
     assert step.backward_checked and step.failure is None
     assert_same(got, want, 1e-6)
+
+
+def _saved_bytes(titan: SelfModifyingTitan) -> int:
+    """Bytes the autograd graph of one forward keeps for the backward."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randn(BATCH, LENGTH, DIM, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        titan(x, chunk_size=CHUNK)
+    return sum(seen.values())
+
+
+def test_a_compiled_recomputed_chunk_keeps_its_solves_and_wide_products_only(monkeypatch):
+    """checkpoint_chunks, compiled: the chunk is recomputed inside the graph, keeping what
+    chunked._keep_for_backward keeps: more than an eager chunk recomputed whole keeps (its
+    inputs), less than a chunk not recomputed; the gradients are the eager ones."""
+    monkeypatch.setattr(chunked, "SAVE_INNER", 16)  # the hidden width of these small memories
+    titan = make()
+    want = run(titan, "off")
+    whole = _saved_bytes(titan)
+    fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
+    set_compile("on")
+    selective = _saved_bytes(titan)
+    titan.cfg.checkpoint_chunks = False
+    kept = _saved_bytes(titan)
+    titan.cfg.checkpoint_chunks = True
+    assert whole < selective < kept / 2
+    assert_same(run(titan, "on"), want, 1e-6)
 
 
 def test_compilation_uses_the_user_cache_folder_and_says_compiling(monkeypatch, tmp_path):

@@ -24,7 +24,7 @@ def recorded(monkeypatch) -> list[bool]:
 
         return call
 
-    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._chunk_step, compiler))
+    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._step, compiler))
     monkeypatch.delenv("HOPE_COMPILE", raising=False)
     set_compile("auto")
     yield calls

@@ -71,7 +71,7 @@ def test_help_examples_hold_out_three_clips_a_task_of_the_sample_data(example, t
 
 
 def test_compile_on_warns_on_a_cpu_run_too_short_to_repay_it(store_path, tmp_path, monkeypatch):
-    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._chunk_step, lambda fn: fn))
+    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._step, lambda fn: fn))
     monkeypatch.setattr(compiled, "CPU_TRAIN_STEPS", 5)
     try:
         result = _run("train", store_path, "--out", tmp_path / "short", "--preset", "hope_tiny", "--tasks", "a,b",

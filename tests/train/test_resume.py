@@ -121,7 +121,7 @@ def test_resume_replays_the_compile_decision_of_the_whole_run(store_path, tmp_pa
             return fn(*args, **kwargs)
         return call
 
-    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._chunk_step, compiler))
+    monkeypatch.setattr(chunked, "COMPILED_STEP", CompiledStep(chunked._step, compiler))
     monkeypatch.setattr(compiled, "CPU_TRAIN_STEPS", 6)  # 8 steps in all, 3 left after the crash
     monkeypatch.delenv("HOPE_COMPILE", raising=False)
     set_compile("auto")

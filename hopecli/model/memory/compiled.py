@@ -9,8 +9,9 @@ command that runs a model, or HOPE_COMPILE for scripts):
     on    compile on every device
     off   always eager
 
-The compiled function is `chunked._chunk_step`, the whole of one chunk (reads, targets,
-writes, the memory box's read). Its inputs keep one shape per run: every chunk of a
+The compiled function is `chunked._step`, the whole of one chunk (reads, targets,
+writes, the memory box's read), with a chunk that checkpoint_chunks recomputes in the
+backward recomputed inside the graph, selectively (chunked.SAVE_INNER). Its inputs keep one shape per run: every chunk of a
 sequence but the last has chunk_size tokens, so a run compiles once per (batch, chunk)
 shape, and torch's automatic dynamic shapes make the second distinct shape (a shorter
 last chunk, a smaller last batch) generic instead of compiling once more per shape.
@@ -235,6 +236,11 @@ class CompiledStep:
                 torch.autograd.grad(sum(t.sum() for t in outputs), inputs, allow_unused=True)
         self.backward_checked = True
 
+    def will_compile(self, device: torch.device) -> bool:
+        """Whether a call on `device` now, recording gradients, would run compiled (the mode
+        in force wants it and no compilation has failed)."""
+        return self.failure is None and wants_compile(device, training=True)
+
     def __call__(self, first, *args, **kwargs):
         if self.failure is not None or not wants_compile(first.device):
             return self.fn(first, *args, **kwargs)
@@ -242,6 +248,9 @@ class CompiledStep:
             if self.compiled is None:
                 if first.device.type == "cpu":  # inductor's C++ build says so on every CPU-only machine
                     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+                # a selective recomputation (chunked.SAVE_INNER) under compile warns against
+                # in-place ops, which the chunk step has none of
+                logging.getLogger("torch._higher_order_ops.wrap").setLevel(logging.ERROR)
                 use_persistent_cache()
                 _watch_compilations()
                 self.compiled = self.compiler(self.fn)
