@@ -566,6 +566,7 @@ def test_cuda_bf16_matches_cpu_reference() -> None:
         ("eta_init", 0.6, "eta_init must be in (0, eta_max=0.5), got 0.6"),
         ("alpha_init", 1.0, "alpha_init must be in (0, 1), got 1.0"),
         ("memory_target", "key", "memory_target must be one of ('self', 'value'), got 'key'"),
+        ("recompute", "some", "recompute must be one of ('selective', 'whole'), got 'some'"),
     ],
 )
 def test_config_rejects_bad_values(field: str, value, message: str) -> None:

@@ -220,6 +220,9 @@ def test_a_compiled_recomputed_chunk_keeps_its_solves_and_wide_products_only(mon
     fresh_step(monkeypatch, functools.partial(torch.compile, backend="aot_eager"))
     set_compile("on")
     selective = _saved_bytes(titan)
+    titan.cfg.recompute = "whole"
+    assert _saved_bytes(titan) == whole  # recomputed whole on request, compiled too
+    titan.cfg.recompute = "selective"
     titan.cfg.checkpoint_chunks = False
     kept = _saved_bytes(titan)
     titan.cfg.checkpoint_chunks = True

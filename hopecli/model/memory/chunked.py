@@ -577,7 +577,8 @@ def titan_chunked(
     x = x.to(layers[0].dtype)
     step = partial(COMPILED_STEP, cfg=cfg, update=update, dilation=gates.dilation)
     recompute = cfg.checkpoint_chunks and torch.is_grad_enabled()
-    selective = recompute and COMPILED_STEP.will_compile(x.device)  # the recomputation inside the graph
+    # compiled, a recomputed chunk is recomputed inside the graph (cfg.recompute, SAVE_INNER)
+    selective = recompute and cfg.recompute == "selective" and COMPILED_STEP.will_compile(x.device)
     gate_args = (gates.eta_proj, gates.eta_bias, gates.alpha_proj, gates.alpha_bias, gates.q_weight,
                  gates.conv_weight)
     history = None if state.conv is None else state.conv.contiguous()
