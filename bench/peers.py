@@ -11,6 +11,8 @@ Same input for every case: batch x (frames x 258 tokens), width 384, 6 heads of 
     hope H        SelfModifyingTitan with hope_multihead's memory: six MLP memories
                   (M_k, M_v, M_q, M_eta, M_alpha, M_memory), exact in-chunk writes; each
                   chunk recomputed in the backward (checkpoint_chunks, the preset's choice)
+    hope H whole  the same with a compiled chunk recomputed whole (recompute "whole"; the
+                  default "selective" keeps its solves and wide products, chunked.SAVE_INNER)
     hope H kept   the same with every chunk's activations kept for the backward, as
                   titans-pytorch keeps its own (about 155 MB a chunk of 258 tokens and a
                   sample, compiled)
@@ -60,9 +62,10 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 WIDTH, HEADS, N = 384, 6, 258
 
 
-def hope_case(letter: str, x: torch.Tensor, kept: bool = False):
+def hope_case(letter: str, x: torch.Tensor, kept: bool = False, recompute: str | None = None):
     cfg = preset_config("hope_multihead").memory_config(letter)
     cfg.checkpoint_chunks = cfg.checkpoint_chunks and not kept
+    cfg.recompute = recompute or cfg.recompute
     memory = SelfModifyingTitan(cfg, frame_tokens=N).to(x.device)
     return memory, lambda: memory(x, chunk_size=N)[0], 6
 
@@ -92,6 +95,7 @@ def fla_case(x: torch.Tensor):
 
 
 CASES = {"hope H": lambda x: hope_case("H", x), "hope H kept": lambda x: hope_case("H", x, kept=True),
+         "hope H whole": lambda x: hope_case("H", x, recompute="whole"),
          "titans": titans_case,
          "hope L": lambda x: hope_case("L", x), "fla GDN": fla_case}
 
