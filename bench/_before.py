@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import inspect
 import subprocess
 import sys
 import tempfile
@@ -39,11 +40,14 @@ def load_module(rev: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     old = module.titan_chunked
+    takes = inspect.signature(old).parameters
 
     def titan_chunked(x, state, gates, cfg, **kwargs):
         # older revisions read eta_max / eta_init as plain numbers
         cfg = dataclasses.replace(cfg, eta_max=cfg.eta_bound, eta_init=cfg.eta_start)
-        return old(x, state, gates, cfg, **kwargs)
+        keep = kwargs.pop("keep_state", True) if "keep_state" not in takes else True
+        y, new, diag = old(x, state, gates, cfg, **kwargs)
+        return (y, new, diag) if keep else (y, None, {})  # a revision before keep_state made every write
 
     module.titan_chunked_compat = titan_chunked
     return module
