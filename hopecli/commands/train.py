@@ -59,7 +59,8 @@ HELP = {
     "alpha_init": "Starting value of the per-token retention alpha (through its bias).",
     "checkpoint_chunks": "Recompute memory chunks in the backward instead of storing them.",
     "recompute": "How a compiled memory chunk is recomputed: selective (keeps its solves and wide products, about "
-                 "5x the memory of whole for the 6-head memories, 15% faster) or whole (keeps its inputs alone).",
+                 "5x the memory of whole for the 6-head memories, whole taking 13% longer) or whole (keeps its inputs "
+                 "alone).",
     "conv_size": "Taps of the causal short convolution after the memories' q, k and v (0: none, the seeds' layout).",
     "conv_axis": "Axis of the short convolution: time (each patch's own earlier steps) or sequence (the previous tokens).",
 }

@@ -524,12 +524,12 @@ def _chunk_step(
 # solves and of its products over an inner dimension of at least SAVE_INNER (the Gram
 # matrices and reads over an MLP memory's hidden units, the writes summed over a block's
 # tokens), and recomputes the rest: products over a head's width and elementwise work,
-# which the compiled graph fuses. Measured on hope_multihead's memory (1 thread, batch 1 x 8
-# frames of 258 tokens, compiled, side by side): forward + backward 0.44 s per memory
-# instead of 0.52 s for recomputing everything (0.40 s keeping everything), keeping 30 MB a
-# chunk and sample instead of 6.4 (155.6). Eager, the same choice saved no time (0.630 against
-# 0.627 s: there the recomputation's cost is its elementwise work), so an eager chunk is
-# recomputed whole.
+# which the compiled graph fuses. Measured on hope_multihead's memory (bench/peers.py, 1
+# thread, batch 1 x 8 frames of 258 tokens, compiled, one run): forward + backward 0.445 s
+# per memory instead of 0.505 s for recomputing everything (0.388 s keeping everything),
+# keeping 30 MB a chunk and sample instead of 6.4 (155.6). Eager, the same choice saved no
+# time (0.630 against 0.627 s side by side: there the recomputation's cost is its
+# elementwise work), so an eager chunk is recomputed whole.
 SAVE_INNER = 128
 _aten = torch.ops.aten
 
