@@ -15,7 +15,10 @@ At the seeds' shape (8 steps x 256 patches x 1024 dims, float16: 4 MiB a clip) a
                  on every read, a reorder copy), 1 thread
 
 It reports clips/s and MiB/s (median over --repeats passes over the store, with the
-spread), and the loader's share of plain zarr at the same thread count and codec. The
+spread), and the loader's share of plain zarr at the same thread count and codec, and
+beside them the GB/s of plain numpy copies on as many threads: reads from the page cache
+copy every byte, so on a machine whose memory bandwidth does not grow with the threads
+neither do they. The
 files stay in the page cache after writing, so this measures decode and copies, not the
 disk; drop the cache (or use a larger store than memory) to include the disk.
 
@@ -98,6 +101,18 @@ def plain_reader(array, threads: int):
         return list(pool.map(lambda i: array[i], batch))
 
     return read
+
+
+def copy_ceiling(threads: int, mib: int = 64, repeats: int = 10) -> float:
+    """GB/s of plain numpy copies of `mib` MiB buffers (touched before), `threads` at once: what
+    memory bandwidth leaves for reads that copy every byte from the page cache."""
+    src = [np.ones(mib * 2**20 // 2, np.float16) for _ in range(threads)]
+    dst = [np.zeros_like(a) for a in src]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda k: [np.copyto(dst[k], src[k]) for _ in range(repeats)], range(threads)))
+        seconds = time.perf_counter() - start
+    return threads * repeats * mib * 2**20 / seconds / 1e9
 
 
 def passes(read, clips: int, batch: int, repeats: int, seed: int = 0) -> list[float]:
@@ -183,6 +198,9 @@ def main() -> None:
                       f"{r['clips_per_s']:.0f}", f"{r['min']:.0f}-{r['max']:.0f}", f"{r['mib_per_s']:.0f}",
                       "" if r["share_of_plain"] is None else f"{r['share_of_plain']:.0%}")
     err.print(table)
+    ceiling = {n: copy_ceiling(n) for n in args.threads}
+    err.print("memory bandwidth: numpy copies of 64 MiB at "
+              + ", ".join(f"{gbs:.1f} GB/s on {n} thread(s)" for n, gbs in ceiling.items()), highlight=False)
 
     need = [] if args.no_gpu_need else gpu_need()
     if need:
@@ -198,7 +216,8 @@ def main() -> None:
         err.print(t2)
     if args.json_out:
         args.json_out.write_text(json.dumps({"shape": [T, P, D], "batch": args.batch, "clips": args.clips,
-                                             "mib_on_disk": sizes, "reads": rows, "gpu_need": need}, indent=2))
+                                             "mib_on_disk": sizes, "reads": rows, "gpu_need": need,
+                                             "copy_gb_per_s": ceiling}, indent=2))
     shutil.rmtree(folder, ignore_errors=True)  # the stores and their writers' lock files
 
 
