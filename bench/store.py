@@ -115,6 +115,27 @@ def copy_ceiling(threads: int, mib: int = 64, repeats: int = 10) -> float:
     return threads * repeats * mib * 2**20 / seconds / 1e9
 
 
+def fresh_batch_reads(store: FeatureStore, batch: int, repeats: int = 5) -> dict[str, float]:
+    """GB/s of reading `batch` uncompressed chunk files into a fresh batch, allocated by
+    torch.empty or by numpy (which asks the kernel for huge pages on large arrays)."""
+    files = [store.chunk_file("features", i) for i in range(batch)]
+    shape = (batch, T, P, D)
+    alloc = {"torch.empty": lambda: torch.empty(shape, dtype=torch.float16).numpy(),
+             "np.empty": lambda: np.empty(shape, dtype=np.float16)}
+    rates = {}
+    for name, make in alloc.items():
+        seconds = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            out = make()
+            for k, path in enumerate(files):
+                with open(path, "rb", buffering=0) as f:
+                    f.readinto(memoryview(out[k]).cast("B"))
+            seconds.append(time.perf_counter() - start)
+        rates[name] = out.nbytes / statistics.median(seconds[1:]) / 1e9
+    return rates
+
+
 def passes(read, clips: int, batch: int, repeats: int, seed: int = 0) -> list[float]:
     """clips/s of each pass over the whole store in shuffled batches (one warm-up pass)."""
     rng = np.random.default_rng(seed)
@@ -198,6 +219,10 @@ def main() -> None:
                       f"{r['clips_per_s']:.0f}", f"{r['min']:.0f}-{r['max']:.0f}", f"{r['mib_per_s']:.0f}",
                       "" if r["share_of_plain"] is None else f"{r['share_of_plain']:.0%}")
     err.print(table)
+    fresh = fresh_batch_reads(FeatureStore.open(folder / "none.zarr"), args.batch) if "none" in args.codecs else {}
+    if fresh:
+        err.print("one thread reading a batch's chunk files into a fresh batch: "
+                  + ", ".join(f"{gbs:.1f} GB/s into {name}" for name, gbs in fresh.items()), highlight=False)
     ceiling = {n: copy_ceiling(n) for n in args.threads}
     err.print("memory bandwidth: numpy copies of 64 MiB at "
               + ", ".join(f"{gbs:.1f} GB/s on {n} thread(s)" for n, gbs in ceiling.items()), highlight=False)
@@ -217,7 +242,8 @@ def main() -> None:
     if args.json_out:
         args.json_out.write_text(json.dumps({"shape": [T, P, D], "batch": args.batch, "clips": args.clips,
                                              "mib_on_disk": sizes, "reads": rows, "gpu_need": need,
-                                             "copy_gb_per_s": ceiling}, indent=2))
+                                             "copy_gb_per_s": ceiling, "fresh_batch_gb_per_s": fresh},
+                                            indent=2))
     shutil.rmtree(folder, ignore_errors=True)  # the stores and their writers' lock files
 
 
