@@ -118,8 +118,8 @@ def read_batch(store, indices: Sequence[int], *, threads: int | None = None) -> 
     B = len(indices)
     shapes = store.clip_shapes()
     # numpy's allocator asks the kernel for huge pages on large arrays: reading into a fresh
-    # torch.empty batch spent most of its time faulting in 4 KiB pages (1.8 against 4.1 GB/s
-    # into numpy's, 1 thread, 4 MiB clips, page cache warm)
+    # torch.empty batch spent most of its time faulting in 4 KiB pages (1.8 against 4.8 GB/s
+    # into numpy's, 1 thread, 4 MiB clips, page cache warm; bench/store.py)
     out = (np.empty((B, *shapes["features"]), dtype=np.float16), np.empty((B, *shapes["actions"]), dtype=np.float32),
            np.empty((B, *shapes["states"]), dtype=np.float32))
     threads = READ_THREADS if threads is None else threads
