@@ -35,6 +35,26 @@ class TrainingDiverged(HopeError):
     """The loss or a gradient norm became NaN or Inf."""
 
 
+class OutOfMemory(HopeError):
+    """A training step ran out of device memory."""
+
+
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def memory_advice(model: torch.nn.Module) -> str:
+    """What frees device memory in a training step of `model`, as options of `hope train`."""
+    from hopecli.model.memory import SelfModifyingTitan
+
+    memories = [m.cfg for m in model.modules() if isinstance(m, SelfModifyingTitan)]
+    advice = ["a smaller --batch-size"]
+    if any(not c.checkpoint_chunks for c in memories):
+        advice.append("--checkpoint-chunks (the memories recompute each chunk in the backward instead of keeping it)")
+    elif any(c.recompute == "selective" for c in memories):
+        advice.append("--recompute whole (a compiled memory chunk keeps about 5x less for the backward)")
+    return ", or ".join(advice)
+
+
 @dataclass
 class Experience:
     """One stage of the continual-learning sequence: what it trains on and for how long."""
@@ -134,17 +154,23 @@ def train_experience(
         batch = batch.to(world.device)
         tau = torch.tensor(exp.plan.jump_targets(s, taus)[lo:hi], device=world.device)
         torch.manual_seed(step_seed(cfg.seed, global_step, world.rank))
-        with autocast(world.device):
-            total, parts, diagnostics = objective(batch.features, batch.actions, batch.states, tau)
-        names = ["loss", *parts]
-        values = all_sum(torch.stack([total.detach().float(), *parts.values()]).float(), world) / world.size
-        values = values.tolist()
-        if not math.isfinite(values[0]):
-            raise TrainingDiverged(
-                f"training stopped: the loss is {values[0]} at step {global_step + 1} "
-                f"(experience {exp.index + 1} '{exp.name}', step {s + 1} of {exp.steps})"
-            )
-        total.backward()
+        try:
+            with autocast(world.device):
+                total, parts, diagnostics = objective(batch.features, batch.actions, batch.states, tau)
+            names = ["loss", *parts]
+            values = all_sum(torch.stack([total.detach().float(), *parts.values()]).float(), world) / world.size
+            values = values.tolist()
+            if not math.isfinite(values[0]):
+                raise TrainingDiverged(
+                    f"training stopped: the loss is {values[0]} at step {global_step + 1} "
+                    f"(experience {exp.index + 1} '{exp.name}', step {s + 1} of {exp.steps})"
+                )
+            total.backward()
+        except _OOM as e:
+            raise OutOfMemory(
+                f"training stopped: out of {world.device} memory in step {global_step + 1} (experience "
+                f"{exp.index + 1} '{exp.name}', batch {cfg.batch_size}); try {memory_advice(objective)}"
+            ) from e
         global_step += 1
         try:
             logs = optimizer_step(optimizer, global_step, lr_factor(s, exp.steps, cfg.optim), cfg.optim)

@@ -160,3 +160,25 @@ def test_resume_replays_the_compile_decision_of_the_whole_run(store_path, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     ra, rb = (json.loads((r / "results.json").read_text()) for r in (full, crashed))
     assert ra == rb
+
+
+@pytest.mark.parametrize("preset, advice", [
+    ("hope_tiny", "--checkpoint-chunks"),  # the tiny presets keep their chunks
+    ("hope_multihead", "--recompute whole"),
+])
+def test_out_of_memory_names_the_step_and_what_frees_memory(preset, advice, store_path, tmp_path, monkeypatch):
+    store = FeatureStore.open(store_path)
+    real_sum, calls = loop.all_sum, []
+
+    def out_of_memory_at_step_2(t, world):
+        calls.append(None)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_sum(t, world)
+
+    monkeypatch.setattr(loop, "all_sum", out_of_memory_at_step_2)
+    overrides = {"dim": 64, "memory": {"heads": 2}, "pattern": "H"} if preset == "hope_multihead" else {}
+    with pytest.raises(loop.OutOfMemory) as info:
+        train(store, tmp_path / "run", _model_cfg(preset, **overrides), TrainConfig(steps=2, batch_size=2, horizon=1))
+    assert str(info.value).startswith("training stopped: out of cpu memory in step 2 (experience 1 'a', batch 2); "
+                                      "try a smaller --batch-size, or " + advice)
