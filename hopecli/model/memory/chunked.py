@@ -529,7 +529,9 @@ def _chunk_step(
 # per memory instead of 0.505 s for recomputing everything (0.388 s keeping everything),
 # keeping 30 MB a chunk and sample instead of 6.4 (155.6). Eager, the same choice saved no
 # time (0.630 against 0.627 s side by side: there the recomputation's cost is its
-# elementwise work), so an eager chunk is recomputed whole.
+# elementwise work), so an eager chunk is recomputed whole. Inductor's on-disk caches do not
+# key on this choice (a changed policy found the graphs of the old one): time a change with
+# an empty HOPE_CACHE_DIR.
 SAVE_INNER = 128
 _aten = torch.ops.aten
 
