@@ -1,5 +1,6 @@
 """Timing helpers shared by the bench scripts: device sync, repeated timings, matmul peak,
-and the FLOP formulas torch's counter lacks."""
+and (from hopecli.profile, which `hope profile` counts with) the FLOP formulas torch's
+counter lacks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 from collections.abc import Callable
 
 import torch
+
+from hopecli.profile import extra_flops  # noqa: F401  (re-exported for the bench scripts)
 
 
 def sync(device: torch.device) -> None:
@@ -43,23 +46,3 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     b = torch.randn(n, n, device=device, dtype=dtype)
     times = timings(lambda: a @ b, device, warmup=3, repeats=10)
     return 2 * n**3 / statistics.median(times) / 1e12
-
-
-def _solve_flops(a, b, *args, out_shape=None, **kwargs) -> int:
-    """A triangular solve: n^2 / 2 multiply-adds per right-hand column."""
-    return a[-1] * out_shape.numel()
-
-
-def _cpu_attention_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    return sdpa_flop_count(q, k, v)
-
-
-def extra_flops() -> dict:
-    """custom_mapping for FlopCounterMode: the ops torch's counter gives 0 FLOPs (the
-    memories' triangular solves, the CPU attention kernel), though they do the work."""
-    mapping = {torch.ops.aten.linalg_solve_triangular: _solve_flops}
-    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        mapping[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_attention_flops
-    return mapping

@@ -48,7 +48,7 @@ import zarr
 from rich.console import Console
 from rich.table import Table
 
-from hopecli.data.store import COMPRESSIONS, ClipFeatures, FeatureStore
+from hopecli.data.store import COMPRESSIONS, ClipFeatures, FeatureStore, _read_file_into
 from hopecli.train import data as loader
 
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
@@ -129,8 +129,7 @@ def fresh_batch_reads(store: FeatureStore, batch: int, repeats: int = 5) -> dict
             start = time.perf_counter()
             out = make()
             for k, path in enumerate(files):
-                with open(path, "rb", buffering=0) as f:
-                    f.readinto(memoryview(out[k]).cast("B"))
+                _read_file_into(path, out[k])
             seconds.append(time.perf_counter() - start)
         rates[name] = out.nbytes / statistics.median(seconds[1:]) / 1e9
     return rates

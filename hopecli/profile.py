@@ -369,6 +369,26 @@ def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n**3 / (_median_ms(lambda: a @ b, clock, warmup=2, repeats=5) / 1e3) / 1e12
 
 
+def _solve_flops(a, b, *args, out_shape=None, **kwargs) -> int:
+    """A triangular solve: n^2 / 2 multiply-adds per right-hand column."""
+    return a[-1] * out_shape.numel()
+
+
+def _cpu_attention_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(q, k, v)
+
+
+def extra_flops() -> dict:
+    """custom_mapping for FlopCounterMode: the ops torch's counter gives 0 FLOPs (the
+    memories' triangular solves, the CPU attention kernel), though they do the work."""
+    mapping = {torch.ops.aten.linalg_solve_triangular: _solve_flops}
+    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_attention_flops
+    return mapping
+
+
 def _plan_step(model: Predictor, features, actions, states, cfg: ProfileConfig, clock: _Clock,
                autocast, bf16: bool) -> dict[str, float | None]:
     """Seconds of one CEM planning step from features [T, P, D] (the last step is the current
@@ -380,17 +400,7 @@ def _plan_step(model: Predictor, features, actions, states, cfg: ProfileConfig, 
     patches, 100 candidates, 5 iterations, horizon 2). The step is the median of up to
     three after a warm-up.
     """
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-
-    def solve_flops(a, b, *args, out_shape=None, **kwargs):  # n^2 / 2 multiply-adds per column
-        return a[-1] * out_shape.numel()
-
-    def cpu_attention_flops(q, k, v, *args, out_shape=None, **kwargs):
-        return sdpa_flop_count(q, k, v)
-
-    extra_flops = {torch.ops.aten.linalg_solve_triangular: solve_flops}
-    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        extra_flops[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = cpu_attention_flops
+    from torch.utils.flop_counter import FlopCounterMode
 
     from hopecli.plan import CEMConfig, plan_to_goal, rollout_energy
 
@@ -417,7 +427,7 @@ def _plan_step(model: Predictor, features, actions, states, cfg: ProfileConfig, 
         state = model(features[None, :-1], actions[None, :-1], states[None, :-1]).state
         energy = rollout_energy(model, state, features[-1], states[-1], goal, 1)
         candidates = torch.zeros(plan_cfg.samples, plan_cfg.horizon, c.action_dim, device=features.device)
-        with FlopCounterMode(display=False, custom_mapping=extra_flops) as counter:
+        with FlopCounterMode(display=False, custom_mapping=extra_flops()) as counter:
             energy(candidates)
     model.train(was_training)
     flops = counter.get_total_flops() * plan_cfg.iterations

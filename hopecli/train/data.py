@@ -24,8 +24,7 @@ from hopecli.runs.split import seeded_rng
 
 def clip_shape(store) -> tuple[int, int, int]:
     """(T, P, D) of the store's clips."""
-    _, T, P, D = store.group["features"].shape
-    return T, P, D
+    return store.clip_shapes()["features"]
 
 
 def epoch_order(indices: Sequence[int], count: int, start: int, *key: int | str) -> list[int]:

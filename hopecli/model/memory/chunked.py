@@ -498,25 +498,22 @@ def _chunk_step(
     eta = cfg.eta_bound * torch.sigmoid(logits[:, 0] + eta_bias[..., None])  # [B, NB, H, C]
     log_alpha = F.logsigmoid(logits[:, 1] + alpha_bias[..., None])  # [B, NB, H, C]
     if update and not keep:  # the memory box's write alone (docstring)
-        box = slice(-1, None)
-        layers, init = tuple(w[:, box] for w in layers), tuple(w[box] for w in init)
-        found = chunk_targets(layers, k, v, cfg)
-        _, chunks = write_chunk(layers, init, found, eta[:, box], log_alpha[:, box], cfg)
-        y = read_memory_box(chunks, init, q).transpose(1, 2).reshape(batch, size, dim)
-        return y, None, None, None
+        layers, init = tuple(w[:, -1:] for w in layers), tuple(w[-1:] for w in init)
+        eta, log_alpha = eta[:, -1:], log_alpha[:, -1:]
     found = chunk_targets(layers, k, v, cfg)
-    loss = found.loss
 
     if update:
         new, chunks = write_chunk(layers, init, found, eta, log_alpha, cfg)
         y = read_memory_box(chunks, init, q)
-        if cfg.kind == "mlp":
+        if cfg.kind == "mlp" and keep:
             new = pending_write(chunks, init, found, k)
     else:
         new = layers
         y = _read(tuple(w[:, -1] for w in layers), q)  # [B, H, C, dh]
     y = y.transpose(1, 2).reshape(batch, size, dim)
-    stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, log_alpha.exp(), loss))
+    if not keep:
+        return y, None, None, None
+    stats = tuple(t.detach().transpose(0, 1).reshape(nb, -1) for t in (eta, log_alpha.exp(), found.loss))
     return y, new, stats, history
 
 
