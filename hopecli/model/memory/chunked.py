@@ -113,7 +113,9 @@ def _decay(rows: Tensor, cols: Tensor) -> Tensor:
     """exp(rows_t - cols_s) for s < t, else 0: rows, cols [..., C] -> [..., C, C]."""
     size = rows.shape[-1]
     later = torch.ones(size, size, dtype=torch.bool, device=rows.device).triu()  # s >= t
-    return (rows[..., :, None] - cols[..., None, :]).masked_fill(later, float("-inf")).exp()
+    # in place on the fresh difference: masked_fill would copy it first (a tenth of the
+    # write's elementwise time at a planning step's shapes, eager)
+    return (rows[..., :, None] - cols[..., None, :]).masked_fill_(later, float("-inf")).exp_()
 
 
 def blocks(size: int, block: int) -> tuple[tuple[int, int], ...]:
