@@ -1,4 +1,5 @@
 """Timing helpers shared by the bench scripts: device sync, repeated timings, matmul peak,
+hope's allocator policy (set on import, as `hope` sets it),
 and (from hopecli.profile, which `hope profile` counts with) the FLOP formulas torch's
 counter lacks."""
 
@@ -12,6 +13,11 @@ from collections.abc import Callable
 import torch
 
 from hopecli.profile import extra_flops  # noqa: F401  (re-exported for the bench scripts)
+from hopecli.threads import tune_allocator
+
+# the allocator policy `hope` sets at start-up, so that these scripts time what its commands
+# run (HOPE_MALLOC=system measures glibc's own; bench/malloc.py compares the two)
+tune_allocator()
 
 
 def sync(device: torch.device) -> None:
