@@ -25,14 +25,15 @@ The allocator. torch takes a CPU tensor's memory from malloc; glibc maps every b
 above its threshold (128 KiB at first, raised to a freed block's size up to 32 MiB) freshly
 from the kernel and gives freed memory at the top of its heap back (above twice that
 threshold), so the next tensor of that size faults its pages in one by one. Eager code that
-makes many short-lived tensors of tens of MiB paid for that on every step: a planning
-iteration of hope_tiny (100 candidates x 2 steps, 1 thread) took 72,000 to 140,000 minor
-page faults and 0.13 to 0.24 s of system time, and 1.00 to 1.14 s instead of 0.85 to 0.87 s
-with the threshold fixed at 32 MiB (glibc's largest) and freed memory kept up to 1 GiB
-(`tune_allocator`; 1 fault per iteration after the first). A hope_tiny training step (batch 8
-x 8 frames) and the 6-head memory's forward + backward changed within the noise (1.13 vs
-1.12 s, 4.17 vs 3.92 s), at the same peak memory (bench/malloc.py).
-`hope` sets it at start-up; HOPE_MALLOC=system leaves glibc's own policy.
+makes many short-lived tensors of tens of MiB paid for that on every step. With the
+threshold fixed at 32 MiB (glibc's largest) and freed memory kept up to 1 GiB
+(`tune_allocator`), side by side on 1 thread (bench/malloc.py): a planning iteration of
+hope_tiny (100 candidates x 2 steps) went from 93,000-156,000 minor page faults, 0.16-0.28 s
+of system time and 1.04-1.24 s to 500 faults and 0.90 s; a hope_tiny training step (batch 8
+x 8 frames) and the 6-head memory's forward + backward changed within the noise (1.11-1.13
+vs 1.10-1.23 s, 4.23-4.26 vs 3.94-4.16 s) at the same peak memory. A 360-step `hope train`
+of hope_tiny peaked at 2.39 GB instead of 2.26 GB. `hope` sets it at start-up;
+HOPE_MALLOC=system leaves glibc's own policy.
 """
 
 from __future__ import annotations
