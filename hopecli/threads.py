@@ -74,7 +74,7 @@ def tune_allocator() -> bool:
     try:
         libc = ctypes.CDLL(None)
         mallopt, version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: no CDLL(None) (Windows)
         return False
     del version  # glibc's own symbol: another libc's mallopt takes other parameters
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
