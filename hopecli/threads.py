@@ -73,10 +73,12 @@ def tune_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        mallopt, version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError, TypeError):  # TypeError: no CDLL(None) (Windows)
+    except (OSError, TypeError):  # TypeError: no CDLL(None) (Windows)
         return False
-    del version  # glibc's own symbol: another libc's mallopt takes other parameters
+    # glibc's own symbol: another C library's mallopt, if any, takes other parameters
+    if not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    mallopt = libc.mallopt
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 

@@ -131,7 +131,6 @@ class BlockDecay(NamedTuple):
 
     start: int
     end: int
-    ratio: Tensor  # gamma_t / gamma_s for s < t in the block [..., c, c]
     since: Tensor | None  # gamma_t / gamma_start-1 [..., c]; None for the chunk's first block
     tail: Tensor  # gamma_end-1 / gamma_s [..., c]
 
@@ -158,7 +157,6 @@ class ChunkDecay:
                 BlockDecay(
                     a,
                     b,
-                    _decay(cum[..., a:b], cum[..., a:b]),
                     (cum[..., a:b] - cum[..., a - 1 : a]).exp() if a > 0 else None,
                     (cum[..., b - 1 : b] - cum[..., a:b]).exp(),
                 )
@@ -176,9 +174,11 @@ class ChunkDecay:
         compiled graph fuses these passes anyway)."""
         key = (spans, "solve")
         if key not in self._cache:
+            cum = self.cum
             self._cache[key] = [
-                block.ratio * ((beta[..., a:b, None] * scale[..., a:b, :]) * _t(scale[..., a:b, :]))
-                for block, (a, b) in zip(self.blocks(spans), spans)
+                _decay(cum[..., a:b], cum[..., a:b])
+                * ((beta[..., a:b, None] * scale[..., a:b, :]) * _t(scale[..., a:b, :]))
+                for a, b in spans
             ]
         return self._cache[key]
 
@@ -240,7 +240,7 @@ class DeltaChunk:
         self.before: list[Tensor | None] = []  # U at the start of every block
         self.ds: list[Tensor] = []  # the write vectors d_t of every block [..., c, out]
         u = None
-        for (a, b, _, since, tail), weights, base_b, scale_b, right, beta_b in zip(
+        for (a, b, since, tail), weights, base_b, scale_b, right, beta_b in zip(
             decay.blocks(self.spans), decay.solve_weights(self.spans, beta, scale), self.bases, self.scales,
             rhs.split(sizes, -2), beta.split(sizes, -1)
         ):
